@@ -1,0 +1,1 @@
+"""Placeholder: the adapter lands in its own issue."""

@@ -1,0 +1,198 @@
+"""The Pulsar backend over Pulsar's REST API.
+
+One TES task is one Pulsar job whose id is the task id, so a restarted TESP finds its jobs
+again without a separate map, and a job is never set up twice under two ids. The job runs
+the TESP worker (uploaded as a tool file with the task's worker spec); the worker writes
+``progress.json`` and ``result.json`` into the job's working directory, which this backend
+reads back through Pulsar's file API.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import requests
+from requests.adapters import HTTPAdapter
+
+from tesp_core.errors import BackendError, BackendJobLostError, BackendUnavailableError
+from tesp_core.storage.redact import redact_text
+
+log = logging.getLogger(__name__)
+
+WORKER_FILE = "tesp-worker.pyz"
+SPEC_FILE = "tesp-spec.json"
+RESULT_FILE = "result.json"
+PROGRESS_FILE = "progress.json"
+
+# Pulsar job status -> what it means for a TES task. Anything else is logged and treated
+# as still running (the TESP-side timeout catches a job that never finishes).
+PULSAR_STATUS = {
+    "preprocessing": "initializing",
+    "queued": "queued",
+    "running": "running",
+    "postprocessing": "running",
+    "complete": "complete",
+    "failed": "failed",
+    "lost": "lost",
+    "cancelled": "cancelled",
+}
+
+
+@dataclass(frozen=True)
+class JobStatus:
+    """What Pulsar says about a job: a PULSAR_STATUS value plus the job's own output."""
+
+    phase: str
+    returncode: int | None = None
+    stdout: str = ""
+    stderr: str = ""
+
+
+class PulsarBackend:
+    """Submit, poll, read back, cancel and clean Pulsar jobs over REST.
+
+    One kept-alive ``requests.Session`` with a pool sized for ``concurrency`` threads.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        token: str | None = None,
+        manager: str = "_default_",
+        worker_python: str = "python3",
+        concurrency: int = 16,
+        timeout: float = 30.0,
+    ) -> None:
+        base = url.rstrip("/")
+        self.url = base if manager == "_default_" else f"{base}/managers/{manager}"
+        self._token = token
+        self._python = worker_python
+        self._timeout = timeout
+        self._session = requests.Session()
+        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=max(concurrency, 4))
+        self._session.mount("http://", adapter)
+        self._session.mount("https://", adapter)
+
+    # -- the Backend protocol ---------------------------------------------------------------
+
+    def submit(self, job_id: str, spec: dict[str, Any], worker: Path) -> None:
+        """Set up job ``job_id``, upload the worker and its spec, and launch it."""
+        config = self._call("POST", "/jobs", params={"job_id": job_id}).json()
+        tools_dir = config["tools_directory"]
+        working_dir = config["working_directory"]
+        with worker.open("rb") as body:
+            self._upload(job_id, WORKER_FILE, body)
+        self._upload(job_id, SPEC_FILE, json.dumps(spec).encode())
+        command = worker_command_line(self._python, tools_dir, working_dir)
+        self._call("POST", f"/jobs/{job_id}/submit", params={"command_line": command})
+        log.debug("task %s: submitted to Pulsar %s", job_id, self.url)
+
+    def status(self, job_id: str) -> JobStatus:
+        """The job's status; BackendJobLostError if Pulsar does not know it."""
+        response = self._call("GET", f"/jobs/{job_id}/status", lost_ok=True)
+        data = response.json()
+        raw = str(data.get("status", ""))
+        phase = PULSAR_STATUS.get(raw)
+        if phase is None:
+            log.warning("task %s: unknown Pulsar status %r, treating as running", job_id, raw)
+            phase = "running"
+        code = data.get("returncode")
+        return JobStatus(
+            phase=phase,
+            returncode=int(code) if code not in (None, "") else None,
+            stdout=data.get("stdout") or "",
+            stderr=data.get("stderr") or "",
+        )
+
+    def read_json(self, job_id: str, name: str) -> dict[str, Any] | None:
+        """A JSON file the worker wrote in the job's working directory, or None if absent."""
+        try:
+            response = self._call(
+                "GET", f"/jobs/{job_id}/files", params={"name": name, "type": "output_workdir"},
+                lost_ok=True,
+            )
+        except BackendJobLostError:
+            return None
+        try:
+            value = response.json()
+        except ValueError:
+            return None  # half-written or not JSON: read again on the next poll
+        return value if isinstance(value, dict) else None
+
+    def cancel(self, job_id: str) -> None:
+        """Kill the job (its whole process tree)."""
+        self._call("PUT", f"/jobs/{job_id}/cancel")
+
+    def clean(self, job_id: str) -> None:
+        """Delete the job's directory on the Pulsar side."""
+        self._call("DELETE", f"/jobs/{job_id}")
+
+    def healthy(self) -> bool:
+        """True when Pulsar answers its health check."""
+        try:
+            return self._call("GET", "/healthz").ok
+        except BackendError:
+            return False
+
+    def close(self) -> None:
+        """Close the kept-alive connections."""
+        self._session.close()
+
+    # -- HTTP -------------------------------------------------------------------------------
+
+    def _upload(self, job_id: str, name: str, body: Any) -> None:
+        self._call(
+            "POST", f"/jobs/{job_id}/files", params={"name": name, "type": "tool"}, data=body
+        )
+
+    def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, str] | None = None,
+        data: Any = None,
+        lost_ok: bool = False,
+    ) -> requests.Response:
+        query = dict(params or {})
+        if self._token:
+            query["private_token"] = self._token
+        try:
+            response = self._session.request(
+                method, self.url + path, params=query, data=data, timeout=self._timeout
+            )
+        except requests.RequestException as exc:
+            raise BackendUnavailableError(
+                f"Pulsar at {self.url} unreachable: {redact_text(str(exc))}"
+            ) from exc
+        if response.status_code == 404 and lost_ok:
+            raise BackendJobLostError(f"Pulsar at {self.url} has no such job ({path})")
+        if response.status_code >= 500:
+            if lost_ok:
+                # Pulsar answers 500 for a job whose directory is gone.
+                raise BackendJobLostError(
+                    f"Pulsar at {self.url} failed on {method} {path}: HTTP {response.status_code}"
+                )
+            raise BackendUnavailableError(
+                f"Pulsar at {self.url} failed on {method} {path}: HTTP {response.status_code}"
+            )
+        if response.status_code == 403 or response.status_code == 401:
+            raise BackendError(f"Pulsar at {self.url} refused TESP's token")
+        if not response.ok:
+            raise BackendError(
+                f"Pulsar at {self.url}: {method} {path} answered HTTP {response.status_code}"
+            )
+        return response
+
+
+def worker_command_line(python: str, tools_dir: str, working_dir: str) -> str:
+    """The shell command Pulsar runs: the worker on its spec, every word quoted."""
+    return shlex.join(
+        [python, f"{tools_dir}/{WORKER_FILE}", f"{tools_dir}/{SPEC_FILE}", working_dir]
+    )

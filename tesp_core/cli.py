@@ -1,0 +1,104 @@
+"""The ``tesp`` command: ``tesp serve`` runs a TES server with an embedded Pulsar."""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import logging
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from tesp_core import __version__
+from tesp_core.config import Settings, load_settings
+
+log = logging.getLogger("tesp")
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def serve(settings: Settings) -> int:
+    """Run the server until SIGINT/SIGTERM; stop Pulsar and the dispatcher cleanly."""
+    import uvicorn
+
+    from tesp_core.runtime import Tesp
+    from tesp_core.server import create_app
+
+    if not _is_loopback(settings.host):
+        print(
+            f"tesp: refusing to listen on {settings.host}: authentication is not configured, "
+            "so only a loopback address (127.0.0.1, ::1, localhost) is allowed",
+            file=sys.stderr,
+        )
+        return 2
+    tesp = Tesp(settings).start()
+    try:
+        app = create_app(tesp.service, settings)
+        config = uvicorn.Config(
+            app, host=settings.host, port=settings.port, log_level="info", access_log=False,
+            timeout_graceful_shutdown=5,
+        )
+        server = uvicorn.Server(config)
+        signal.signal(signal.SIGTERM, lambda *_: setattr(server, "should_exit", True))
+        print(f"TESP {__version__} serving TES 1.1 at "
+              f"http://{settings.host}:{settings.port}/ga4gh/tes/v1", flush=True)
+        server.run()
+    finally:
+        tesp.stop()
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tesp", description="TESP: GA4GH TES 1.1 on Pulsar")
+    parser.add_argument("--version", action="version", version=f"tesp {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    srv = sub.add_parser("serve", help="run the TES server (embedded Pulsar by default)")
+    srv.add_argument("--host", help="address to bind (default 127.0.0.1)")
+    srv.add_argument("--port", type=int, help="port to bind (default 8000)")
+    srv.add_argument("--data-dir", type=Path, help="where tasks and Pulsar jobs are kept")
+    srv.add_argument("--config", type=Path, help="a TOML settings file (or TESP_CONFIG)")
+    srv.add_argument("--pulsar-url", help="an external Pulsar server (default: embedded)")
+    srv.add_argument("--runtime", help="none, bwrap, docker, podman, apptainer or singularity")
+    srv.add_argument("--file-root", action="append", dest="file_roots", metavar="DIR",
+                     help="allow file:// inputs and outputs under DIR (repeatable)")
+    srv.add_argument("--max-in-flight", type=int, help="Pulsar jobs kept in flight at once")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``tesp`` console script."""
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s [%(name)s] %(message)s"
+    )
+    if args.command == "serve":
+        overrides: dict[str, Any] = {
+            "host": args.host, "port": args.port, "data_dir": args.data_dir,
+            "pulsar_url": args.pulsar_url, "runtime": args.runtime,
+            "file_roots": [str(Path(r).resolve()) for r in args.file_roots]
+            if args.file_roots else None,
+            "max_in_flight": args.max_in_flight,
+        }
+        try:
+            settings = load_settings(args.config, **overrides)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            field = ".".join(str(p) for p in err["loc"])
+            print(f"tesp: invalid setting {field}: {err['msg']}", file=sys.stderr)
+            return 2
+        return serve(settings)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

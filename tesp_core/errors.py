@@ -1,0 +1,51 @@
+"""The error tree of TESP's core. The server maps each class to one HTTP status.
+
+::
+
+    TespError
+    +-- InvalidTaskError        400  a field of the request is wrong (``field``, ``problem``)
+    +-- TaskNotFoundError       404  no such task (or not visible to this caller)
+    +-- ForbiddenError          403  the caller may not do this
+    +-- BackendError                 the backend (Pulsar) failed; never shown raw to clients
+        +-- BackendUnavailableError  the backend could not be reached
+        +-- BackendJobLostError      the backend no longer knows the job
+"""
+
+from __future__ import annotations
+
+
+class TespError(Exception):
+    """Base of every error TESP raises on purpose."""
+
+
+class InvalidTaskError(TespError):
+    """A request field is invalid. ``field`` is a dotted path such as ``executors[0].image``."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        self.field = field
+        self.problem = problem
+        super().__init__(f"{field}: {problem}")
+
+
+class TaskNotFoundError(TespError):
+    """No task with this id is visible to the caller."""
+
+    def __init__(self, task_id: str) -> None:
+        self.task_id = task_id
+        super().__init__(f"task {task_id!r} not found")
+
+
+class ForbiddenError(TespError):
+    """The caller is authenticated but may not perform the action."""
+
+
+class BackendError(TespError):
+    """The execution backend failed."""
+
+
+class BackendUnavailableError(BackendError):
+    """The backend could not be reached (connection refused, timeout, 5xx)."""
+
+
+class BackendJobLostError(BackendError):
+    """The backend does not know the job any more (e.g. its state was wiped)."""

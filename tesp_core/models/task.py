@@ -1,0 +1,258 @@
+"""TES 1.1 task objects, with the spec's field names.
+
+Two families: the inbound models (``*Create``-free: :class:`Task` and its parts as a client
+sends them) reject unknown fields and invalid values; the stored/outbound :class:`Task`
+carries the server-owned fields (``id``, ``state``, ``logs``, ``creation_time``) too.
+A client that sends those server-owned fields has them ignored, not rejected.
+"""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+_GLOB_CHARS = re.compile(r"[*?\[]")
+
+
+class State(StrEnum):
+    """``tesState``."""
+
+    UNKNOWN = "UNKNOWN"
+    QUEUED = "QUEUED"
+    INITIALIZING = "INITIALIZING"
+    RUNNING = "RUNNING"
+    PAUSED = "PAUSED"
+    COMPLETE = "COMPLETE"
+    EXECUTOR_ERROR = "EXECUTOR_ERROR"
+    SYSTEM_ERROR = "SYSTEM_ERROR"
+    CANCELED = "CANCELED"
+    CANCELING = "CANCELING"
+    PREEMPTED = "PREEMPTED"
+
+    @property
+    def is_terminal(self) -> bool:
+        """A terminal state never changes again."""
+        return self in TERMINAL_STATES
+
+
+TERMINAL_STATES = frozenset(
+    {State.COMPLETE, State.EXECUTOR_ERROR, State.SYSTEM_ERROR, State.CANCELED, State.PREEMPTED}
+)
+
+
+class FileType(StrEnum):
+    """``tesFileType``."""
+
+    FILE = "FILE"
+    DIRECTORY = "DIRECTORY"
+
+
+def check_tes_path(value: str) -> str:
+    """A TES path: POSIX absolute, no ``..`` component, no NUL or newline."""
+    if not value.startswith("/"):
+        raise ValueError("must be an absolute path (start with '/')")
+    if any(part == ".." for part in value.split("/")):
+        raise ValueError("must not contain '..'")
+    if any(c in value for c in "\x00\n\r"):
+        raise ValueError("must not contain NUL or newline characters")
+    return value
+
+
+TesPath = Annotated[str, Field(min_length=1, max_length=4096)]
+
+
+class _Inbound(BaseModel):
+    model_config = ConfigDict(extra="forbid", use_enum_values=False)
+
+
+class Executor(_Inbound):
+    """``tesExecutor``: one command run in one image."""
+
+    image: str = Field(min_length=1, max_length=1024)
+    command: list[str] = Field(min_length=1)
+    workdir: TesPath | None = None
+    stdin: TesPath | None = None
+    stdout: TesPath | None = None
+    stderr: TesPath | None = None
+    env: dict[str, str] | None = None
+    ignore_error: bool | None = None
+
+    @field_validator("image")
+    @classmethod
+    def _image(cls, value: str) -> str:
+        if value != value.strip() or any(c.isspace() or ord(c) < 32 for c in value):
+            raise ValueError("must not contain whitespace or control characters")
+        if value.startswith("-"):
+            raise ValueError("must not start with '-'")
+        return value
+
+    @field_validator("command")
+    @classmethod
+    def _command(cls, value: list[str]) -> list[str]:
+        if any("\x00" in arg for arg in value):
+            raise ValueError("arguments must not contain NUL characters")
+        return value
+
+    @field_validator("workdir", "stdin", "stdout", "stderr")
+    @classmethod
+    def _paths(cls, value: str | None) -> str | None:
+        return None if value is None else check_tes_path(value)
+
+    @field_validator("env")
+    @classmethod
+    def _env(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        for key, val in (value or {}).items():
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
+                raise ValueError(f"invalid environment variable name {key!r}")
+            if "\x00" in val:
+                raise ValueError(f"value of {key!r} must not contain NUL characters")
+        return value
+
+
+class Input(_Inbound):
+    """``tesInput``: a file or directory staged into the task before the executors run."""
+
+    name: str | None = None
+    description: str | None = None
+    url: str | None = None
+    path: TesPath
+    type: FileType = FileType.FILE
+    content: str | None = None
+    streamable: bool | None = None
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, value: str) -> str:
+        return check_tes_path(value)
+
+    @model_validator(mode="after")
+    def _source(self) -> Input:
+        if self.content is None and not self.url:
+            raise ValueError("an input needs a 'url' or a 'content'")
+        if self.content is not None and self.type is FileType.DIRECTORY:
+            raise ValueError("'content' can only fill a FILE input")
+        return self
+
+
+class Output(_Inbound):
+    """``tesOutput``: a file, directory or wildcard uploaded after the executors ran."""
+
+    name: str | None = None
+    description: str | None = None
+    url: str = Field(min_length=1)
+    path: TesPath
+    path_prefix: str | None = None
+    type: FileType = FileType.FILE
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, value: str) -> str:
+        return check_tes_path(value)
+
+    @property
+    def is_wildcard(self) -> bool:
+        """True when ``path`` is a POSIX glob."""
+        return bool(_GLOB_CHARS.search(self.path))
+
+    @model_validator(mode="after")
+    def _prefix(self) -> Output:
+        if self.is_wildcard:
+            if not self.path_prefix:
+                raise ValueError("a wildcard 'path' needs a 'path_prefix'")
+            check_tes_path(self.path_prefix)
+            if not self.path.startswith(self.path_prefix):
+                raise ValueError("'path' must start with 'path_prefix'")
+        return self
+
+
+class Resources(_Inbound):
+    """``tesResources``."""
+
+    cpu_cores: int | None = Field(default=None, ge=1, le=100_000)
+    preemptible: bool | None = None
+    ram_gb: float | None = Field(default=None, ge=0)
+    disk_gb: float | None = Field(default=None, ge=0)
+    zones: list[str] | None = None
+    backend_parameters: dict[str, str] | None = None
+    backend_parameters_strict: bool | None = False
+
+
+class ExecutorLog(BaseModel):
+    """``tesExecutorLog``."""
+
+    start_time: str | None = None
+    end_time: str | None = None
+    stdout: str | None = None
+    stderr: str | None = None
+    exit_code: int
+
+
+class OutputFileLog(BaseModel):
+    """``tesOutputFileLog``: one uploaded file."""
+
+    url: str
+    path: str
+    size_bytes: str
+
+
+class TaskLog(BaseModel):
+    """``tesTaskLog``: one attempt at running the task."""
+
+    logs: list[ExecutorLog] = Field(default_factory=list)
+    metadata: dict[str, str] | None = None
+    start_time: str | None = None
+    end_time: str | None = None
+    outputs: list[OutputFileLog] = Field(default_factory=list)
+    system_logs: list[str] | None = None
+
+
+_SERVER_OWNED = ("id", "state", "logs", "creation_time")
+
+
+class Task(_Inbound):
+    """``tesTask``. As input, the server-owned fields are dropped before validation."""
+
+    id: str | None = None
+    state: State | None = None
+    name: str | None = Field(default=None, max_length=4096)
+    description: str | None = None
+    inputs: list[Input] | None = None
+    outputs: list[Output] | None = None
+    resources: Resources | None = None
+    executors: list[Executor] = Field(min_length=1)
+    volumes: list[TesPath] | None = None
+    tags: dict[str, str] | None = None
+    logs: list[TaskLog] | None = None
+    creation_time: str | None = None
+
+    @field_validator("volumes")
+    @classmethod
+    def _volumes(cls, value: list[str] | None) -> list[str] | None:
+        return None if value is None else [check_tes_path(v) for v in value]
+
+    @classmethod
+    def from_client(cls, body: Any) -> Task:
+        """Validate a task as a client submitted it, ignoring the server-owned fields."""
+        if isinstance(body, dict):
+            body = {k: v for k, v in body.items() if k not in _SERVER_OWNED}
+        return cls.model_validate(body)
+
+
+class CreateTaskResponse(BaseModel):
+    """``tesCreateTaskResponse``."""
+
+    id: str
+
+
+class CancelTaskResponse(BaseModel):
+    """``tesCancelTaskResponse``: an empty object."""
+
+
+class ListTasksResponse(BaseModel):
+    """``tesListTasksResponse``."""
+
+    tasks: list[dict[str, Any]]
+    next_page_token: str | None = None

@@ -1,0 +1,142 @@
+"""The FastAPI application: routes of TES 1.1 over a :class:`TaskService`."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, FastAPI, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+
+from tesp_core import __version__
+from tesp_core.config import Settings
+from tesp_core.errors import InvalidTaskError
+from tesp_core.models import ServiceInfo, State, View, render
+from tesp_core.models.service_info import Organization
+from tesp_core.policy import SUPPORTED_BACKEND_PARAMETERS
+from tesp_core.runtime import storage_listing
+from tesp_core.server.errors import install_error_handlers
+from tesp_core.service import TaskService
+from tesp_core.store.base import ListQuery
+
+BASE_PATHS = ("/ga4gh/tes/v1", "/v1")
+
+
+def create_app(service: TaskService, settings: Settings) -> FastAPI:
+    """A TES server over ``service``. The caller owns the service's lifecycle."""
+    app = FastAPI(
+        title="TESP",
+        version=__version__,
+        description="GA4GH Task Execution Service 1.1 on Pulsar",
+        docs_url="/ga4gh/tes/v1/ui",
+        openapi_url="/ga4gh/tes/v1/openapi.json",
+    )
+    app.state.service = service
+    install_error_handlers(app)
+    router = _router(service, settings)
+    for base in BASE_PATHS:
+        app.include_router(router, prefix=base, include_in_schema=base == BASE_PATHS[0])
+    return app
+
+
+def _service_info(settings: Settings) -> dict[str, Any]:
+    info = ServiceInfo(
+        id=settings.service_id,
+        name=settings.service_name,
+        description="TESP: GA4GH TES 1.1 on Galaxy's Pulsar",
+        organization=Organization(name=settings.organization_name, url=settings.organization_url),
+        documentationUrl="https://example.org/tesp/docs",
+        createdAt=datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z"),
+        environment="production",
+        version=__version__,
+        storage=storage_listing(settings),
+        tesResources_backend_parameters=list(SUPPORTED_BACKEND_PARAMETERS),
+    )
+    return info.model_dump(exclude_none=True)
+
+
+def _view(value: str | None) -> View:
+    try:
+        return View(value or "MINIMAL")
+    except ValueError as exc:
+        raise InvalidTaskError("view", "must be one of MINIMAL, BASIC, FULL") from exc
+
+
+def _state(value: str | None) -> State | None:
+    if not value:
+        return None
+    try:
+        return State(value)
+    except ValueError as exc:
+        raise InvalidTaskError("state", f"unknown state {value!r}") from exc
+
+
+def _router(service: TaskService, settings: Settings) -> APIRouter:
+    router = APIRouter()
+    info = _service_info(settings)
+
+    @router.get("/service-info", tags=["TaskService"])
+    async def get_service_info() -> JSONResponse:
+        """GA4GH service-info of this TES."""
+        return JSONResponse(info)
+
+    @router.post("/tasks", tags=["TaskService"])
+    async def create_task(request: Request) -> JSONResponse:
+        """Create a task; answers ``{"id": ...}``."""
+        raw = await request.body()
+        if len(raw) > settings.max_body_bytes:
+            raise InvalidTaskError("body", f"larger than {settings.max_body_bytes} bytes")
+        try:
+            body = json.loads(raw)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise InvalidTaskError("body", f"not valid JSON: {exc}") from exc
+        if not isinstance(body, dict):
+            raise InvalidTaskError("body", "must be a JSON object (a tesTask)")
+        task_id = await run_in_threadpool(service.create, body)
+        return JSONResponse({"id": task_id})
+
+    @router.get("/tasks", tags=["TaskService"])
+    async def list_tasks(
+        name_prefix: str | None = None,
+        state: str | None = None,
+        tag_key: Annotated[list[str] | None, Query()] = None,
+        tag_value: Annotated[list[str] | None, Query()] = None,
+        page_size: int = 256,
+        page_token: str | None = None,
+        view: str | None = None,
+    ) -> JSONResponse:
+        """List tasks, newest first, filtered and paged."""
+        keys, values = tag_key or [], tag_value or []
+        if len(values) > len(keys):
+            raise InvalidTaskError("tag_value", "more tag_value than tag_key parameters")
+        chosen = _view(view)
+        query = ListQuery(
+            name_prefix=name_prefix,
+            state=_state(state),
+            tags=[(k, values[i] if i < len(values) else "") for i, k in enumerate(keys)],
+            page_size=page_size,
+            page_token=page_token or None,
+            minimal=chosen is View.MINIMAL,
+        )
+        tasks, token = await run_in_threadpool(service.list, query)
+        body: dict[str, Any] = {"tasks": [render(t, chosen) for t in tasks]}
+        if token:
+            body["next_page_token"] = token
+        return JSONResponse(body)
+
+    @router.get("/tasks/{task_id}", tags=["TaskService"])
+    async def get_task(task_id: str, view: str | None = None) -> JSONResponse:
+        """One task in the requested view (default MINIMAL)."""
+        chosen = _view(view)
+        task = await run_in_threadpool(service.get, task_id)
+        return JSONResponse(render(task, chosen))
+
+    @router.post("/tasks/{task_id}:cancel", tags=["TaskService"])
+    async def cancel_task(task_id: str) -> JSONResponse:
+        """Cancel a task; a task that already ended is left as it is."""
+        await run_in_threadpool(service.cancel, task_id)
+        return JSONResponse({})
+
+    return router

@@ -1,0 +1,47 @@
+"""One place that turns the core's error tree (and request validation) into HTTP answers."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from tesp_core.errors import (
+    BackendError,
+    ForbiddenError,
+    InvalidTaskError,
+    TaskNotFoundError,
+    TespError,
+)
+
+_STATUS: list[tuple[type[TespError], int]] = [
+    (InvalidTaskError, 400),
+    (TaskNotFoundError, 404),
+    (ForbiddenError, 403),
+    (BackendError, 503),
+]
+
+
+def error_body(status: int, message: str, field: str | None = None) -> JSONResponse:
+    """The JSON error body every error response uses."""
+    body: dict[str, object] = {"status_code": status, "msg": message}
+    if field is not None:
+        body["field"] = field
+    return JSONResponse(body, status_code=status)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Register the handlers on ``app``."""
+
+    @app.exception_handler(TespError)
+    async def _tesp_error(_: Request, exc: TespError) -> JSONResponse:
+        status = next((code for cls, code in _STATUS if isinstance(exc, cls)), 500)
+        field = exc.field if isinstance(exc, InvalidTaskError) else None
+        return error_body(status, str(exc), field)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        err = exc.errors()[0]
+        loc = [str(p) for p in err.get("loc", ()) if p not in ("query", "path", "body")]
+        field = ".".join(loc) or "request"
+        return error_body(400, f"{field}: {err.get('msg', 'invalid')}", field)

@@ -1,0 +1,430 @@
+"""The task lifecycle: validate, persist, dispatch, track, cancel, recover.
+
+This is the only module that changes a task's state, and it only moves states forward:
+QUEUED -> INITIALIZING -> RUNNING -> a terminal state, with CANCELING possible from any
+non-terminal state. A terminal state never changes. The HTTP server, the CLI and the
+workflow adapters all drive tasks through :class:`TaskService`.
+
+Dispatch runs in one background thread that hands backend calls to a small thread pool:
+new tasks are submitted at once (no idle wait), and each in-flight task is polled on its
+own schedule that starts fast and backs off, so short tasks finish quickly and long ones
+cost little.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from tesp_core.backends.base import Backend
+from tesp_core.errors import (
+    BackendError,
+    BackendJobLostError,
+    BackendUnavailableError,
+    InvalidTaskError,
+    TaskNotFoundError,
+)
+from tesp_core.models import ExecutorLog, OutputFileLog, State, Task, TaskLog
+from tesp_core.policy import Policy, check_task
+from tesp_core.store.base import ListQuery, StoredTask, TaskStore
+from tesp_core.translate import WorkerOptions, worker_spec
+
+log = logging.getLogger(__name__)
+
+_RANK = {
+    State.UNKNOWN: 0,
+    State.QUEUED: 1,
+    State.INITIALIZING: 2,
+    State.RUNNING: 3,
+    State.PAUSED: 3,
+    State.CANCELING: 4,
+}
+_IN_FLIGHT = (State.QUEUED, State.INITIALIZING, State.RUNNING, State.CANCELING)
+
+
+def now_rfc3339() -> str:
+    """The current time, RFC 3339 with a timezone."""
+    return datetime.now(UTC).isoformat()
+
+
+def validation_error(exc: ValidationError) -> InvalidTaskError:
+    """The first pydantic error as an InvalidTaskError naming the field (``a.b[0].c``)."""
+    err = exc.errors()[0]
+    parts: list[str] = []
+    for loc in err["loc"]:
+        if isinstance(loc, int):
+            parts[-1:] = [f"{parts[-1] if parts else ''}[{loc}]"]
+        else:
+            parts.append(str(loc))
+    message = str(err["msg"]).removeprefix("Value error, ")
+    return InvalidTaskError(".".join(parts) or "body", message)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """How hard the service drives the backend."""
+
+    max_in_flight: int = 8
+    poll_min: float = 0.05
+    poll_max: float = 2.0
+    max_task_seconds: float | None = None
+    backend_retry_seconds: float = 300.0
+
+
+@dataclass
+class _Tracked:
+    task_id: str
+    next_poll: float = 0.0
+    interval: float = 0.05
+    busy: bool = False
+    first_seen: float = field(default_factory=time.monotonic)
+    unreachable_since: float | None = None
+
+
+class TaskService:
+    """Create, read, list and cancel TES tasks, and run them on a backend."""
+
+    def __init__(
+        self,
+        store: TaskStore,
+        backend: Backend,
+        *,
+        policy: Policy,
+        worker_options: WorkerOptions,
+        worker_zipapp: Path,
+        limits: Limits | None = None,
+    ) -> None:
+        self.store = store
+        self.backend = backend
+        self.policy = policy
+        self.worker_options = worker_options
+        self.worker_zipapp = worker_zipapp
+        self.limits = limits or Limits()
+        self._lock = threading.RLock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._queue: deque[str] = deque()
+        self._active: dict[str, _Tracked] = {}
+        self._pool = ThreadPoolExecutor(
+            max_workers=min(32, self.limits.max_in_flight + 4), thread_name_prefix="tesp-backend"
+        )
+        self._thread: threading.Thread | None = None
+
+    # -- public API -------------------------------------------------------------------------
+
+    def create(self, body: dict[str, Any] | Task, owner: str | None = None) -> str:
+        """Validate and store a task, queue it, and return its id.
+
+        The task is readable as soon as this returns.
+        """
+        try:
+            task = Task.from_client(body if isinstance(body, dict) else body.model_dump())
+        except ValidationError as exc:
+            raise validation_error(exc) from exc
+        check_task(task, self.policy)
+        task.id = str(uuid.uuid4())
+        task.state = State.QUEUED
+        task.creation_time = now_rfc3339()
+        task.logs = None
+        self.store.insert(StoredTask(task, owner))
+        log.info("task %s: created (%d executors)", task.id, len(task.executors))
+        with self._lock:
+            self._queue.append(task.id)
+        self._wake.set()
+        return task.id
+
+    def get(self, task_id: str, owner: str | None = None) -> Task:
+        """The task, if it exists and ``owner`` (None = any) may see it."""
+        stored = self.store.get(task_id)
+        if stored is None or (owner is not None and stored.owner != owner):
+            raise TaskNotFoundError(task_id)
+        return stored.task
+
+    def list(self, query: ListQuery) -> tuple[list[Task], str | None]:
+        """One page of tasks, newest first."""
+        if not 1 <= query.page_size <= 2047:
+            raise InvalidTaskError("page_size", "must be between 1 and 2047")
+        return self.store.list(query)
+
+    def cancel(self, task_id: str, owner: str | None = None) -> None:
+        """Cancel a task. Cancelling a task that already ended does nothing."""
+        stored = self.store.get(task_id)
+        if stored is None or (owner is not None and stored.owner != owner):
+            raise TaskNotFoundError(task_id)
+        with self._lock:
+            if task_id in self._queue:
+                self._queue.remove(task_id)
+                self._finish(task_id, State.CANCELED, [])
+                return
+            if not self._transition(task_id, State.CANCELING):
+                return
+            tracked = self._active.get(task_id)
+        log.info("task %s: cancel requested", task_id)
+        if tracked is not None:
+            self._pool.submit(self._kill, task_id)
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Re-attach to in-flight tasks and start dispatching."""
+        self._recover()
+        self._thread = threading.Thread(target=self._loop, name="tesp-dispatch", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop dispatching; in-flight tasks keep running and are recovered on restart."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(10)
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def _recover(self) -> None:
+        for stored in self.store.in_states(_IN_FLIGHT):
+            task_id = stored.task.id
+            assert task_id is not None
+            if stored.backend.get("submitted"):
+                self._active[task_id] = _Tracked(task_id)
+            elif stored.task.state is State.CANCELING:
+                self._finish(task_id, State.CANCELED, [])
+            else:
+                # Never reached the backend (or we died mid-submit): submitting again is
+                # safe because the Pulsar job id is the task id.
+                self._queue.append(task_id)
+        if self._active or self._queue:
+            log.info("recovered %d running and %d queued tasks", len(self._active),
+                     len(self._queue))
+
+    # -- the dispatch loop ------------------------------------------------------------------
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                delay = self._tick()
+            except Exception:  # the loop must survive anything one task does
+                log.exception("dispatch loop error")
+                delay = 1.0
+            self._wake.wait(delay)
+            self._wake.clear()
+
+    def _tick(self) -> float:
+        now = time.monotonic()
+        with self._lock:
+            while self._queue and len(self._active) < self.limits.max_in_flight:
+                task_id = self._queue.popleft()
+                tracked = _Tracked(task_id, busy=True)
+                self._active[task_id] = tracked
+                self._pool.submit(self._submit, tracked)
+            due = [t for t in self._active.values() if not t.busy and t.next_poll <= now]
+            for tracked in due:
+                tracked.busy = True
+                self._pool.submit(self._poll, tracked)
+            waiting = [t.next_poll for t in self._active.values() if not t.busy]
+        return max(0.0, min(waiting) - now) if waiting else self.limits.poll_max
+
+    def _reschedule(self, tracked: _Tracked, *, reset: bool = False) -> None:
+        with self._lock:
+            tracked.interval = (
+                self.limits.poll_min if reset
+                else min(tracked.interval * 1.5, self.limits.poll_max)
+            )
+            tracked.next_poll = time.monotonic() + tracked.interval
+            tracked.busy = False
+        self._wake.set()
+
+    def _forget(self, task_id: str) -> None:
+        with self._lock:
+            self._active.pop(task_id, None)
+        self._wake.set()
+
+    # -- backend calls (run in the pool) ----------------------------------------------------
+
+    def _submit(self, tracked: _Tracked) -> None:
+        task_id = tracked.task_id
+        stored = self.store.get(task_id)
+        if stored is None or stored.task.state is not State.QUEUED:
+            self._forget(task_id)
+            return
+        spec = worker_spec(stored.task, self.worker_options)
+        try:
+            self.store.update(StoredTask(stored.task, stored.owner, {"submitting": True}))
+            self.backend.submit(task_id, spec, self.worker_zipapp)
+        except BackendUnavailableError as exc:
+            if self._backend_down_too_long(tracked, str(exc)):
+                return
+            log.warning("task %s: backend unavailable, will retry: %s", task_id, exc)
+            with self._lock:
+                self._active.pop(task_id, None)
+                self._queue.appendleft(task_id)
+            self._wake.wait(min(5.0, self.limits.poll_max))
+            self._wake.set()
+            return
+        except BackendError as exc:
+            self._finish(task_id, State.SYSTEM_ERROR, [f"submitting to the backend failed: {exc}"])
+            self._forget(task_id)
+            return
+        meta = {"backend": "pulsar", "pulsar_job_id": task_id}
+        with self._lock:
+            current = self.store.get(task_id)
+            if current is not None:
+                self.store.update(StoredTask(current.task, current.owner, {"submitted": True}))
+        self._transition(task_id, State.QUEUED, lambda t: _start_log(t, meta))
+        log.info("task %s: submitted to Pulsar", task_id)
+        if current is not None and current.task.state is State.CANCELING:
+            self._kill(task_id)
+        self._reschedule(tracked, reset=True)
+
+    def _poll(self, tracked: _Tracked) -> None:
+        task_id = tracked.task_id
+        try:
+            status = self.backend.status(task_id)
+            tracked.unreachable_since = None
+            if status.phase in ("queued", "initializing", "running"):
+                self._on_running(tracked, status.phase)
+                return
+            self._on_done(task_id, status.phase, status.stderr)
+        except BackendJobLostError as exc:
+            self._finish(task_id, State.SYSTEM_ERROR, [f"the Pulsar job vanished: {exc}"])
+            self._forget(task_id)
+        except BackendUnavailableError as exc:
+            if not self._backend_down_too_long(tracked, str(exc)):
+                self._reschedule(tracked)
+        except BackendError as exc:
+            self._finish(task_id, State.SYSTEM_ERROR, [f"backend error: {exc}"])
+            self._forget(task_id)
+
+    def _on_running(self, tracked: _Tracked, phase: str) -> None:
+        task_id = tracked.task_id
+        if phase != "queued":
+            progress = self.backend.read_json(task_id, "progress.json") or {}
+            state = State.RUNNING if progress.get("state") in ("RUNNING", "UPLOADING") else (
+                State.INITIALIZING
+            )
+            self._transition(task_id, state)
+        limit = self.limits.max_task_seconds
+        if limit is not None and time.monotonic() - tracked.first_seen > limit:
+            self.backend.cancel(task_id)
+            self._finish(task_id, State.SYSTEM_ERROR,
+                         [f"the task ran longer than this server's limit of {limit:g} s"])
+            self._clean(task_id)
+            return
+        self._reschedule(tracked)
+
+    def _on_done(self, task_id: str, phase: str, stderr: str) -> None:
+        stored = self.store.get(task_id)
+        canceling = stored is not None and stored.task.state is State.CANCELING
+        result = self.backend.read_json(task_id, "result.json")
+        if canceling or phase == "cancelled":
+            self._finish(task_id, State.CANCELED, [], result)
+        elif result is None:
+            tail = stderr.strip()[-2000:]
+            self._finish(task_id, State.SYSTEM_ERROR, [
+                f"the worker ended (Pulsar status {phase!r}) without writing result.json"
+                + (f"; its stderr ends with: {tail}" if tail else "")
+            ])
+        else:
+            state = State(result.get("state", "SYSTEM_ERROR"))
+            self._finish(task_id, state, [], result)
+        self._clean(task_id)
+
+    def _kill(self, task_id: str) -> None:
+        try:
+            self.backend.cancel(task_id)
+        except BackendError as exc:
+            log.warning("task %s: cancel on the backend failed: %s", task_id, exc)
+        with self._lock:
+            tracked = self._active.get(task_id)
+            if tracked is not None:
+                tracked.next_poll = 0.0
+        self._wake.set()
+
+    def _clean(self, task_id: str) -> None:
+        try:
+            self.backend.clean(task_id)
+        except BackendError as exc:
+            log.warning("task %s: cleaning the Pulsar job failed: %s", task_id, exc)
+        self._forget(task_id)
+
+    def _backend_down_too_long(self, tracked: _Tracked, reason: str) -> bool:
+        since = tracked.unreachable_since = tracked.unreachable_since or time.monotonic()
+        if time.monotonic() - since < self.limits.backend_retry_seconds:
+            return False
+        self._finish(tracked.task_id, State.SYSTEM_ERROR, [
+            f"the backend was unreachable for over {self.limits.backend_retry_seconds:g} s: "
+            f"{reason}"
+        ])
+        self._forget(tracked.task_id)
+        return True
+
+    # -- state changes (the only place they happen) -----------------------------------------
+
+    def _transition(
+        self, task_id: str, state: State, mutate: Callable[[Task], None] | None = None
+    ) -> bool:
+        """Move a task forward to ``state``; False (and no change) if that is not forward."""
+        with self._lock:
+            stored = self.store.get(task_id)
+            if stored is None:
+                return False
+            task = stored.task
+            current = task.state or State.UNKNOWN
+            if current.is_terminal:
+                return False
+            if not state.is_terminal:
+                if current is State.CANCELING and state is not State.CANCELING:
+                    return False
+                if _RANK[state] < _RANK[current]:
+                    return False
+            if state is current and mutate is None:
+                return False
+            task.state = state
+            if mutate is not None:
+                mutate(task)
+            self.store.update(StoredTask(task, stored.owner, stored.backend))
+        if state is not current:
+            log.info("task %s: %s -> %s", task_id, current.value, state.value)
+        return True
+
+    def _finish(
+        self,
+        task_id: str,
+        state: State,
+        system_logs: list[str],
+        result: dict[str, Any] | None = None,
+    ) -> None:
+        def apply(task: Task) -> None:
+            tlog = task.logs[0] if task.logs else TaskLog()
+            if result is not None:
+                _apply_result(tlog, result)
+            tlog.start_time = tlog.start_time or now_rfc3339()
+            tlog.end_time = tlog.end_time or now_rfc3339()
+            if system_logs:
+                tlog.system_logs = [*(tlog.system_logs or []), *system_logs]
+            task.logs = [tlog]
+
+        self._transition(task_id, state, apply)
+
+
+def _start_log(task: Task, metadata: dict[str, str]) -> None:
+    task.logs = [TaskLog(start_time=now_rfc3339(), metadata=metadata)]
+
+
+def _apply_result(tlog: TaskLog, result: dict[str, Any]) -> None:
+    """Copy the worker's result.json into the task log."""
+    tlog.start_time = result.get("start_time") or tlog.start_time
+    tlog.end_time = result.get("end_time") or tlog.end_time
+    tlog.logs = [ExecutorLog.model_validate(e) for e in result.get("executor_logs", [])]
+    tlog.outputs = [OutputFileLog.model_validate(o) for o in result.get("outputs", [])]
+    if result.get("system_logs"):
+        tlog.system_logs = [str(s) for s in result["system_logs"]]

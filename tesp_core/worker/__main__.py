@@ -1,0 +1,188 @@
+"""``python3 tesp-worker.pyz SPEC_JSON JOB_DIR``: run one TES task on the compute node.
+
+Phases: stage inputs -> run executors in order -> stage outputs -> ``result.json``.
+The exit status is 0 whenever ``result.json`` was written, whatever the task's outcome.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from tesp_core.storage import redact_text
+from tesp_core.worker.executors import Canceled, ExecutorRunner, ExecutorSetupError, now
+from tesp_core.worker.runtimes import Bind, RealFS, plan_binds
+from tesp_core.worker.spec import SpecError, WorkerSpec, parse_spec
+from tesp_core.worker.staging import Layout, StagingError, stage_inputs, stage_outputs
+
+log = logging.getLogger("tesp_core.worker")
+
+USAGE = "usage: python3 tesp-worker.pyz SPEC_JSON JOB_DIR"
+
+
+def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+    """Write ``data`` so that a reader sees either the old file or the whole new one."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with tmp.open("w", encoding="utf-8") as fh:
+        json.dump(data, fh, indent=1)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+@dataclass
+class TaskRun:
+    """The state of one run, turned into ``result.json`` at the end."""
+
+    job_dir: Path
+    state: str = "COMPLETE"
+    start_time: str = field(default_factory=now)
+    executor_logs: list[dict[str, Any]] = field(default_factory=list)
+    outputs: list[dict[str, str]] = field(default_factory=list)
+    system_logs: list[str] = field(default_factory=list)
+    runner: ExecutorRunner | None = None
+
+    def progress(self, state: str, **extra: Any) -> None:
+        """Record the phase in ``progress.json``."""
+        write_json_atomic(self.job_dir / "progress.json", {"state": state, **extra})
+
+    def fail(self, state: str, message: str) -> None:
+        """Move to ``state`` (first failure wins) and add a system log line."""
+        if self.state == "COMPLETE":
+            self.state = state
+        self.system_logs.append(message)
+
+    def result(self) -> dict[str, Any]:
+        """The ``result.json`` document."""
+        return {
+            "state": self.state,
+            "start_time": self.start_time,
+            "end_time": now(),
+            "executor_logs": self.executor_logs,
+            "outputs": self.outputs,
+            "system_logs": self.system_logs,
+        }
+
+
+def load_spec(path: Path) -> WorkerSpec:
+    """Read and parse the spec file; every failure is a :class:`SpecError`."""
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise SpecError(f"cannot read the spec: {exc.strerror}") from exc
+    except ValueError as exc:
+        raise SpecError(f"the spec is not valid JSON: {exc}") from exc
+    return parse_spec(raw)
+
+
+def prepare_job_root(spec: WorkerSpec, layout: Layout, binds: Sequence[Bind]) -> None:
+    """Create every bind source (and, under ``none``, the volumes) before anything runs."""
+    for bind in binds:
+        path = layout.host(bind.path)
+        if bind.is_file:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.touch()
+        else:
+            path.mkdir(parents=True, exist_ok=True)
+    if spec.runtime.kind == "none":
+        for volume in spec.volumes:
+            Path(volume).mkdir(parents=True, exist_ok=True)
+
+
+def run_executors(spec: WorkerSpec, run: TaskRun, runner: ExecutorRunner) -> None:
+    """Run the executors strictly in order; stop at the first unignored failure."""
+    for index, ex in enumerate(spec.executors):
+        run.progress("RUNNING", executor=index)
+        try:
+            exlog = runner.run(index, ex)
+        except (ExecutorSetupError, SpecError) as exc:
+            run.fail("SYSTEM_ERROR", f"executor {index}: {exc}")
+            return
+        except OSError as exc:
+            run.fail("SYSTEM_ERROR", f"executor {index}: {redact_text(str(exc))}")
+            return
+        run.executor_logs.append(exlog.to_json())
+        log.info("task %s: executor %d exited %s", spec.task_id, index, exlog.exit_code)
+        if exlog.exit_code != 0 and not ex.ignore_error:
+            run.fail("EXECUTOR_ERROR", f"executor {index} exited with code {exlog.exit_code}")
+            return
+
+
+def run_task(spec_path: Path, run: TaskRun) -> None:
+    """All phases of one task; failures are recorded in ``run``, never raised."""
+    run.progress("INITIALIZING")
+    try:
+        spec = load_spec(spec_path)
+        layout = Layout(spec.runtime.kind, run.job_dir / "root")
+        fs = RealFS() if spec.runtime.kind == "bwrap" else None
+        binds = [] if spec.runtime.kind == "none" else plan_binds(spec, fs)
+        prepare_job_root(spec, layout, binds)
+        stage_inputs(spec, layout)
+    except (SpecError, StagingError) as exc:
+        run.fail("SYSTEM_ERROR", str(exc))
+        return
+    except OSError as exc:
+        run.fail("SYSTEM_ERROR", f"preparing the job directory: {redact_text(str(exc))}")
+        return
+    run.runner = ExecutorRunner(spec, layout, run.job_dir, binds, fs)
+    run_executors(spec, run, run.runner)
+    run.progress("UPLOADING")
+    report = stage_outputs(spec, layout, strict=run.state == "COMPLETE")
+    run.outputs.extend(report.outputs)
+    for message in report.errors:
+        run.fail("SYSTEM_ERROR", message)
+
+
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    # Ignore repeats: the first one is already unwinding towards the cleanup.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise Canceled
+
+
+def _cancel(run: TaskRun) -> None:
+    """Kill whatever executor is running and mark the task CANCELED."""
+    if run.runner is not None:
+        run.runner.kill_running()
+        if run.runner.interrupted is not None:
+            run.executor_logs.append(run.runner.interrupted.to_json())
+    run.state = "CANCELED"
+    run.system_logs.append("canceled: the worker received SIGTERM")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns 0 when ``result.json`` was written, 1 when not, 2 on usage."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if len(args) != 2:
+        print(USAGE, file=sys.stderr)
+        return 2
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    spec_path, job_dir = Path(args[0]), Path(args[1])
+    run = TaskRun(job_dir=job_dir)
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        job_dir.mkdir(parents=True, exist_ok=True)
+        run_task(spec_path, run)
+    except Canceled:
+        _cancel(run)
+    except Exception as exc:  # the last line of defence: a bug must still give a result
+        log.exception("worker failed")
+        run.fail("SYSTEM_ERROR", f"worker error: {redact_text(f'{type(exc).__name__}: {exc}')}")
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    try:
+        write_json_atomic(job_dir / "result.json", run.result())
+    except OSError as exc:
+        print(f"tesp-worker: cannot write result.json: {exc.strerror}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,231 @@
+"""Running executors: one process group each, logs streamed to files, tails kept.
+
+Memory stays constant: stdout and stderr always go to files (the TES path when given, else
+the job directory's ``logs/``), and the tail for the executor log is read back with a seek.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any
+
+from tesp_core.worker.runtimes import Bind, HostFS, Invocation, build_invocation
+from tesp_core.worker.spec import Executor, WorkerSpec
+from tesp_core.worker.staging import Layout
+
+KILL_GRACE_SECONDS = 5.0
+# bwrap reports a failed exec of the command as exit 1 plus this last line on stderr.
+_BWRAP_EXEC_FAILED = re.compile(
+    r"^bwrap: execvp .*: (No such file or directory|Permission denied)$"
+)
+
+
+class Canceled(BaseException):
+    """Raised by the SIGTERM handler; a BaseException so no ``except Exception`` eats it."""
+
+
+class ExecutorSetupError(Exception):
+    """The executor could not be started for a reason outside its command (e.g. stdin)."""
+
+
+def now() -> str:
+    """The current time, RFC 3339 with a timezone."""
+    return datetime.now(UTC).isoformat()
+
+
+def tail(path: Path, limit: int) -> str:
+    """The last ``limit`` bytes of ``path`` as text (a cut character becomes U+FFFD)."""
+    if limit <= 0 or not path.is_file():
+        return ""
+    with path.open("rb") as fh:
+        size = fh.seek(0, os.SEEK_END)
+        fh.seek(max(0, size - limit))
+        return fh.read(limit).decode("utf-8", errors="replace")
+
+
+def _bwrap_exec_code(err_path: Path) -> int | None:
+    """127 or 126 when bwrap could not exec the command (what a shell would return)."""
+    lines = [line for line in tail(err_path, 1024).splitlines() if line.strip()]
+    match = _BWRAP_EXEC_FAILED.match(lines[-1]) if lines else None
+    if match is None:
+        return None
+    return 127 if match.group(1).startswith("No such") else 126
+
+
+@dataclass
+class ExecutorLog:
+    """One TES executor log."""
+
+    start_time: str
+    end_time: str | None = None
+    exit_code: int | None = None
+    stdout: str = ""
+    stderr: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``executor_logs`` entry of ``result.json``."""
+        return {
+            "start_time": self.start_time,
+            "end_time": self.end_time,
+            "exit_code": self.exit_code,
+            "stdout": self.stdout,
+            "stderr": self.stderr,
+        }
+
+
+def _exit_code(returncode: int) -> int:
+    # A signal death is reported the way a shell does: 128 + signal number.
+    return 128 - returncode if returncode < 0 else returncode
+
+
+def _killpg(pid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, sig)
+
+
+@contextlib.contextmanager
+def _sigterm_blocked() -> Iterator[None]:
+    """Hold SIGTERM back so a cancel cannot fall between spawning and recording a child."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
+
+
+class ExecutorRunner:
+    """Runs a task's executors one at a time and can kill the one that is running."""
+
+    def __init__(
+        self,
+        spec: WorkerSpec,
+        layout: Layout,
+        job_dir: Path,
+        binds: list[Bind],
+        fs: HostFS | None = None,
+    ) -> None:
+        self._spec = spec
+        self._layout = layout
+        self._job_dir = job_dir
+        self._binds = binds
+        self._fs = fs
+        self._proc: subprocess.Popen[bytes] | None = None
+        self.interrupted: ExecutorLog | None = None
+        """The log of an executor that was running when a cancel arrived."""
+
+    def invocation(self, ex: Executor) -> Invocation:
+        """The invocation of ``ex`` in this task's runtime."""
+        default_cwd = self._job_dir / "work"
+        default_cwd.mkdir(parents=True, exist_ok=True)
+        inv = build_invocation(
+            self._spec.runtime,
+            ex,
+            self._layout.job_root,
+            self._binds,
+            os.environ,
+            str(default_cwd),
+            self._fs,
+        )
+        if inv.cwd is not None:
+            # Under `none` the workdir is a host directory; create it as an engine would.
+            Path(inv.cwd).mkdir(parents=True, exist_ok=True)
+        return inv
+
+    def _log_paths(self, index: int, ex: Executor) -> tuple[Path, Path]:
+        logs = self._job_dir / "logs"
+        out = self._layout.host(ex.stdout) if ex.stdout else logs / f"{index}.stdout"
+        err = self._layout.host(ex.stderr) if ex.stderr else logs / f"{index}.stderr"
+        for path in (out, err):
+            path.parent.mkdir(parents=True, exist_ok=True)
+        return out, err
+
+    def run(self, index: int, ex: Executor) -> ExecutorLog:
+        """Run executor ``index`` to completion and return its log."""
+        inv = self.invocation(ex)
+        out_path, err_path = self._log_paths(index, ex)
+        log = ExecutorLog(start_time=now())
+        with contextlib.ExitStack() as stack:
+            stdin = self._open_stdin(ex, stack)
+            out = stack.enter_context(out_path.open("wb"))
+            err = out if err_path == out_path else stack.enter_context(err_path.open("wb"))
+            try:
+                log.exit_code = self._spawn_and_wait(inv, stdin, out, err)
+            except Canceled:
+                log.exit_code = self._finish_canceled()
+                self._fill(log, out_path, err_path)
+                self.interrupted = log
+                raise
+        self._fill(log, out_path, err_path)
+        return log
+
+    def _open_stdin(self, ex: Executor, stack: contextlib.ExitStack) -> IO[bytes] | int:
+        if not ex.stdin:
+            return subprocess.DEVNULL
+        try:
+            return stack.enter_context(self._layout.host(ex.stdin).open("rb"))
+        except OSError as exc:
+            raise ExecutorSetupError(f"cannot open stdin {ex.stdin}: {exc.strerror}") from exc
+
+    def _fill(self, log: ExecutorLog, out_path: Path, err_path: Path) -> None:
+        log.end_time = now()
+        limit = self._spec.log_tail_bytes
+        log.stdout = tail(out_path, limit)
+        log.stderr = tail(err_path, limit) if err_path != out_path else ""
+        if self._spec.runtime.kind == "bwrap" and log.exit_code == 1:
+            log.exit_code = _bwrap_exec_code(err_path) or log.exit_code
+
+    def _spawn_and_wait(
+        self, inv: Invocation, stdin: IO[bytes] | int, out: IO[bytes], err: IO[bytes]
+    ) -> int:
+        with _sigterm_blocked():
+            try:
+                self._proc = subprocess.Popen(
+                    inv.argv,
+                    stdin=stdin,
+                    stdout=out,
+                    stderr=err,
+                    env=inv.env,
+                    cwd=inv.cwd,
+                    start_new_session=True,
+                    close_fds=True,
+                )
+            except (FileNotFoundError, PermissionError) as exc:
+                # What a shell would say and return; the task goes on as an executor failure.
+                code = 127 if isinstance(exc, FileNotFoundError) else 126
+                err.write(f"{inv.argv[0]}: {exc.strerror}\n".encode())
+                return code
+        proc = self._proc
+        returncode = proc.wait()
+        # Whatever the command left running in its group goes with it, as in a container.
+        _killpg(proc.pid, signal.SIGKILL)
+        self._proc = None
+        return _exit_code(returncode)
+
+    def _finish_canceled(self) -> int | None:
+        proc = self._proc
+        if proc is None:
+            return None
+        self.kill_running()
+        return _exit_code(proc.returncode) if proc.returncode is not None else None
+
+    def kill_running(self, grace: float = KILL_GRACE_SECONDS) -> None:
+        """TERM the running executor's process group, KILL it after ``grace`` seconds."""
+        proc = self._proc
+        if proc is None:
+            return
+        _killpg(proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        while proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        _killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        self._proc = None

@@ -1,0 +1,181 @@
+"""Staging: inputs from storage into the job root, outputs from the job root to storage.
+
+The download path and the upload path are kept apart. Each returns safe messages only:
+``StorageError`` strings are already redacted, anything else goes through ``redact_text``.
+"""
+
+from __future__ import annotations
+
+import glob
+import logging
+import os
+import posixpath
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+from tesp_core.storage import StorageError, redact_text, redact_url, transport_for
+from tesp_core.worker.runtimes import host_path
+from tesp_core.worker.spec import Input, Output, WorkerSpec
+
+log = logging.getLogger(__name__)
+
+
+class StagingError(Exception):
+    """Staging an input failed; ``str()`` names the path and the redacted URL."""
+
+
+@dataclass
+class UploadReport:
+    """What the upload path did: one log per uploaded file, and the failures."""
+
+    outputs: list[dict[str, str]] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Maps TES paths to host paths for one runtime kind and job root."""
+
+    kind: str
+    job_root: Path
+
+    def host(self, tes_path: str) -> Path:
+        """The host path of a TES path."""
+        return host_path(self.kind, self.job_root, tes_path)
+
+    def confined(self, path: Path) -> bool:
+        """Whether an output source may be read: inside the job root (after symlinks).
+
+        Under ``none`` the executor already ran as the worker on the host; elsewhere an
+        executor could plant a symlink to a host file the worker could read but it could not.
+        """
+        if self.kind == "none":
+            return True
+        root = Path(os.path.realpath(self.job_root))
+        return Path(os.path.realpath(path)).is_relative_to(root)
+
+
+def _safe(exc: BaseException) -> str:
+    if isinstance(exc, StorageError):
+        return str(exc)
+    return redact_text(f"{type(exc).__name__}: {exc}")
+
+
+def stage_input(item: Input, layout: Layout, storage: dict[str, Any]) -> None:
+    """Write inline content, or download the URL, to the input's host path."""
+    dest = layout.host(item.path)
+    try:
+        if item.content is not None:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            dest.write_text(item.content, encoding="utf-8")
+            return
+        assert item.url is not None
+        transport = transport_for(item.url, storage)
+        if item.type == "DIRECTORY":
+            transport.download_dir(item.url, dest)
+        else:
+            transport.download_file(item.url, dest)
+    except (StorageError, OSError) as exc:
+        raise StagingError(f"input {item.path}: {_safe(exc)}") from exc
+
+
+def stage_inputs(spec: WorkerSpec, layout: Layout) -> None:
+    """Stage every input in order; the first failure raises :class:`StagingError`."""
+    for item in spec.inputs:
+        stage_input(item, layout, spec.storage)
+        log.info("task %s: staged input %s", spec.task_id, item.path)
+
+
+def join_url(base: str, rel: str) -> str:
+    """``base`` with relative POSIX path ``rel`` appended (percent-quoted for real URLs)."""
+    if not rel:
+        return base
+    if urlsplit(base).scheme:
+        rel = quote(rel, safe="/")
+    return base.rstrip("/") + "/" + rel
+
+
+def _walk_files(top: Path) -> Iterator[Path]:
+    """Regular files (and links to them) under ``top``, sorted, depth first."""
+    for current, dirs, files in os.walk(top):
+        dirs.sort()
+        for name in sorted(files):
+            yield Path(current, name)
+
+
+def _upload(
+    src: Path, tes_path: str, url: str, layout: Layout, storage: dict[str, Any], rep: UploadReport
+) -> None:
+    if not layout.confined(src):
+        rep.errors.append(f"output {tes_path}: refused, it links outside the job directory")
+        return
+    try:
+        size = transport_for(url, storage).upload_file(src, url)
+    except (StorageError, OSError) as exc:
+        rep.errors.append(f"output {tes_path}: {_safe(exc)}")
+        return
+    rep.outputs.append({"url": redact_url(url), "path": tes_path, "size_bytes": str(size)})
+
+
+def _upload_tree(
+    top: Path, tes_top: str, url: str, layout: Layout, storage: dict[str, Any], rep: UploadReport
+) -> None:
+    """Upload a directory recursively, keeping its structure under ``url``."""
+    if not layout.confined(top):
+        rep.errors.append(f"output {tes_top}: refused, it links outside the job directory")
+        return
+    for src in _walk_files(top):
+        rel = src.relative_to(top).as_posix()
+        _upload(src, posixpath.join(tes_top, rel), join_url(url, rel), layout, storage, rep)
+
+
+def _glob(pattern: str, layout: Layout) -> list[str]:
+    """TES paths matching POSIX glob ``pattern`` (``*`` and ``?`` never match ``/``)."""
+    root = "/" if layout.kind == "none" else str(layout.job_root)
+    matches = glob.glob(pattern.lstrip("/"), root_dir=root)
+    return sorted("/" + m for m in matches)
+
+
+def _stage_wildcard(
+    out: Output, layout: Layout, storage: dict[str, Any], rep: UploadReport
+) -> None:
+    prefix = out.path_prefix or ""
+    for tes_path in _glob(out.path, layout):
+        src = layout.host(tes_path)
+        if not tes_path.startswith(prefix):
+            rep.errors.append(f"output {tes_path}: does not start with path_prefix {prefix!r}")
+            continue
+        url = join_url(out.url, tes_path[len(prefix) :].lstrip("/"))
+        if out.type == "DIRECTORY" and src.is_dir():
+            _upload_tree(src, tes_path, url, layout, storage, rep)
+        elif out.type == "FILE" and src.is_file():
+            _upload(src, tes_path, url, layout, storage, rep)
+
+
+def stage_output(
+    out: Output, layout: Layout, storage: dict[str, Any], rep: UploadReport, *, strict: bool
+) -> None:
+    """Upload one output. A missing non-wildcard output is an error only when ``strict``."""
+    if out.wildcard:
+        _stage_wildcard(out, layout, storage, rep)
+        return
+    src = layout.host(out.path)
+    if out.type == "DIRECTORY" and src.is_dir():
+        _upload_tree(src, out.path, out.url, layout, storage, rep)
+    elif out.type == "FILE" and src.is_file():
+        _upload(src, out.path, out.url, layout, storage, rep)
+    elif strict:
+        what = "directory" if out.type == "DIRECTORY" else "file"
+        rep.errors.append(f"output {out.path}: no such {what} after the executors ran")
+
+
+def stage_outputs(spec: WorkerSpec, layout: Layout, *, strict: bool) -> UploadReport:
+    """Upload every output that exists; failures are collected, not raised."""
+    rep = UploadReport()
+    for out in spec.outputs:
+        stage_output(out, layout, spec.storage, rep, strict=strict)
+    log.info("task %s: uploaded %d output files", spec.task_id, len(rep.outputs))
+    return rep

@@ -1,0 +1,275 @@
+"""The real zipapp, run as a subprocess on real specs, under the `none` and `bwrap` runtimes."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+from tesp_core.worker import build_zipapp
+
+HAS_BWRAP = shutil.which("bwrap") is not None
+RUNTIMES = [
+    "none",
+    pytest.param("bwrap", marks=pytest.mark.skipif(not HAS_BWRAP, reason="no bwrap")),
+]
+HOSTILE = "a b;rm -rf / $(id) `id` \"q\" 's' \\ * ~ %s\n2nd line \u2713"
+
+
+@pytest.fixture(scope="session")
+def pyz(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_zipapp(tmp_path_factory.mktemp("pyz"))
+
+
+class Job:
+    """One worker run: TES paths, the allowed storage root, the job dir."""
+
+    def __init__(self, tmp_path: Path, kind: str, pyz: Path) -> None:
+        self.kind = kind
+        self.pyz = pyz
+        self.store = tmp_path / "store"
+        self.store.mkdir()
+        self.job_dir = tmp_path / "job"
+        # Under bwrap TES paths need not exist on the host (and must not be written there);
+        # under none they are host paths, so they live in tmp_path.
+        self.base = f"/tesp-it-{tmp_path.name}" if kind == "bwrap" else str(tmp_path / "tes")
+
+    def p(self, rel: str) -> str:
+        """A TES path."""
+        return f"{self.base}/{rel}"
+
+    def spec(self, executors: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
+        spec: dict[str, Any] = {
+            "version": 1,
+            "task_id": "t-1",
+            "runtime": {"kind": self.kind, "executable": None, "extra_args": []},
+            "inputs": [],
+            "outputs": [],
+            "volumes": [],
+            "executors": [
+                {"image": "ubuntu:24.04", "env": {}, "ignore_error": False, **ex} for ex in executors
+            ],
+            "storage": {"file_roots": [str(self.store)]},
+            "log_tail_bytes": 65536,
+        }
+        spec.update(extra)
+        return spec
+
+    def start(self, spec: dict[str, Any]) -> subprocess.Popen[bytes]:
+        spec_path = self.job_dir.parent / "spec.json"
+        spec_path.write_text(json.dumps(spec))
+        argv = [sys.executable, str(self.pyz), str(spec_path), str(self.job_dir)]
+        return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+    def run(self, spec: dict[str, Any]) -> dict[str, Any]:
+        proc = self.start(spec)
+        _out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err.decode()
+        result: dict[str, Any] = json.loads((self.job_dir / "result.json").read_text())
+        return result
+
+
+@pytest.fixture(params=RUNTIMES)
+def job(request: pytest.FixtureRequest, tmp_path: Path, pyz: Path) -> Job:
+    return Job(tmp_path, request.param, pyz)
+
+
+def sh(script: str, **extra: Any) -> dict[str, Any]:
+    return {"command": ["sh", "-c", script], **extra}
+
+
+def test_two_executors_share_a_volume(job: Job) -> None:
+    vol = job.p("vol")
+    spec = job.spec(
+        [sh(f"echo hello > {vol}/a.txt"), {"command": ["cat", f"{vol}/a.txt"]}], volumes=[vol]
+    )
+    result = job.run(spec)
+    assert result["state"] == "COMPLETE", result
+    logs = result["executor_logs"]
+    assert [log["exit_code"] for log in logs] == [0, 0]
+    assert logs[1]["stdout"] == "hello\n"
+    for stamp in (result["start_time"], result["end_time"], logs[0]["start_time"]):
+        assert datetime.fromisoformat(stamp).tzinfo is not None
+    assert result["system_logs"] == []
+
+
+def test_inline_content_readable_at_its_path(job: Job) -> None:
+    path = job.p("in/hello.txt")
+    inputs = [{"path": path, "type": "FILE", "url": None, "content": "h\u00e9llo\n$X"}]
+    result = job.run(job.spec([{"command": ["cat", path]}], inputs=inputs))
+    assert result["state"] == "COMPLETE", result
+    assert result["executor_logs"][0]["stdout"] == "h\u00e9llo\n$X"
+
+
+def test_file_url_inputs_file_and_directory(job: Job) -> None:
+    (job.store / "x.txt").write_bytes(b"x-bytes\n")
+    tree = job.store / "tree"
+    (tree / "sub").mkdir(parents=True)
+    (tree / "a.txt").write_text("A")
+    (tree / "sub" / "b.txt").write_text("BB")
+    inputs = [
+        {"path": job.p("in/x.txt"), "type": "FILE", "url": f"file://{job.store}/x.txt"},
+        {"path": job.p("ref"), "type": "DIRECTORY", "url": str(tree)},
+    ]
+    script = f"cat {job.p('in/x.txt')}; cd {job.p('ref')} && find . -type f | sort && cat sub/b.txt"
+    result = job.run(job.spec([sh(script)], inputs=inputs))
+    assert result["state"] == "COMPLETE", result
+    assert result["executor_logs"][0]["stdout"] == "x-bytes\n./a.txt\n./sub/b.txt\nBB"
+
+
+def test_outputs_file_directory_and_wildcards(job: Job) -> None:
+    out = job.p("out")
+    script = (
+        f"mkdir -p {out}/dir/sub {out}/logs && printf one > {out}/file.txt && "
+        f"printf aa > {out}/dir/a && printf bbb > {out}/dir/sub/b && "
+        f"printf x > {out}/logs/x.log && printf yy > {out}/logs/y.log && printf z > {out}/logs/z.txt"
+    )
+    res = job.store / "res"
+    outputs = [
+        {"path": f"{out}/file.txt", "type": "FILE", "url": f"file://{res}/file.txt"},
+        {"path": f"{out}/dir", "type": "DIRECTORY", "url": f"{res}/dir"},
+        {"path": f"{out}/logs/*.log", "type": "FILE", "url": f"file://{res}/logs/",
+         "path_prefix": f"{out}/logs/"},
+        {"path": f"{out}/nothing-*.bam", "type": "FILE", "url": f"file://{res}/none/",
+         "path_prefix": f"{out}/"},
+    ]
+    result = job.run(job.spec([sh(script)], outputs=outputs, volumes=[out]))
+    assert result["state"] == "COMPLETE", result
+    assert (res / "file.txt").read_bytes() == b"one"
+    assert (res / "dir" / "a").read_bytes() == b"aa"
+    assert (res / "dir" / "sub" / "b").read_bytes() == b"bbb"
+    assert sorted(p.name for p in (res / "logs").iterdir()) == ["x.log", "y.log"]
+    assert (res / "logs" / "y.log").read_bytes() == b"yy"
+    assert not (res / "none").exists()
+    assert result["outputs"] == [
+        {"url": f"file://{res}/file.txt", "path": f"{out}/file.txt", "size_bytes": "3"},
+        {"url": f"{res}/dir/a", "path": f"{out}/dir/a", "size_bytes": "2"},
+        {"url": f"{res}/dir/sub/b", "path": f"{out}/dir/sub/b", "size_bytes": "3"},
+        {"url": f"file://{res}/logs/x.log", "path": f"{out}/logs/x.log", "size_bytes": "1"},
+        {"url": f"file://{res}/logs/y.log", "path": f"{out}/logs/y.log", "size_bytes": "2"},
+    ]
+
+
+def test_stdin_from_input_stdout_to_tes_path_and_tail(job: Job) -> None:
+    src, dst, err = job.p("in/words"), job.p("out/upper.txt"), job.p("out/err.txt")
+    inputs = [{"path": src, "type": "FILE", "url": None, "content": "abc\ndef\n"}]
+    outputs = [{"path": dst, "type": "FILE", "url": f"{job.store}/upper.txt"}]
+    ex = sh("tr a-z A-Z; echo oops >&2", stdin=src, stdout=dst, stderr=err)
+    result = job.run(job.spec([ex], inputs=inputs, outputs=outputs))
+    assert result["state"] == "COMPLETE", result
+    assert (job.store / "upper.txt").read_bytes() == b"ABC\nDEF\n"
+    log = result["executor_logs"][0]
+    assert (log["stdout"], log["stderr"]) == ("ABC\nDEF\n", "oops\n")
+    assert result["outputs"][0]["size_bytes"] == "8"
+
+
+def test_log_tail_keeps_the_last_bytes(job: Job) -> None:
+    spec = job.spec([sh("seq 1 10000")], log_tail_bytes=10)
+    result = job.run(spec)
+    assert result["executor_logs"][0]["stdout"] == "\n9999\n10000\n"[-10:]
+
+
+def test_env_values_arrive_byte_exact(job: Job) -> None:
+    spec = job.spec([sh('printf %s "$X"', env={"X": HOSTILE, "EMPTY": ""})])
+    result = job.run(spec)
+    assert result["state"] == "COMPLETE", result
+    assert result["executor_logs"][0]["stdout"] == HOSTILE
+
+
+def test_ignore_error_continues(job: Job) -> None:
+    spec = job.spec([sh("exit 3", ignore_error=True), {"command": ["echo", "ok"]}])
+    result = job.run(spec)
+    assert result["state"] == "COMPLETE", result
+    assert [log["exit_code"] for log in result["executor_logs"]] == [3, 0]
+    assert result["executor_logs"][1]["stdout"] == "ok\n"
+
+
+def test_executor_error_stops_and_uploads_what_exists(job: Job) -> None:
+    out = job.p("out")
+    outputs = [
+        {"path": f"{out}/partial.txt", "type": "FILE", "url": f"{job.store}/partial.txt"},
+        {"path": f"{out}/never.txt", "type": "FILE", "url": f"{job.store}/never.txt"},
+    ]
+    spec = job.spec(
+        [sh(f"printf part > {out}/partial.txt; exit 5"), sh(f"touch {out}/never.txt")],
+        outputs=outputs,
+        volumes=[out],
+    )
+    result = job.run(spec)
+    assert result["state"] == "EXECUTOR_ERROR", result
+    assert [log["exit_code"] for log in result["executor_logs"]] == [5]
+    assert (job.store / "partial.txt").read_bytes() == b"part"
+    assert not (job.store / "never.txt").exists()
+    assert [o["path"] for o in result["outputs"]] == [f"{out}/partial.txt"]
+
+
+def test_command_not_found_is_exit_127(job: Job) -> None:
+    result = job.run(job.spec([{"command": ["tesp-no-such-command-xyz"]}]))
+    assert result["state"] == "EXECUTOR_ERROR", result
+    log = result["executor_logs"][0]
+    assert log["exit_code"] == 127
+    assert "tesp-no-such-command-xyz" in log["stderr"]
+
+
+def test_file_url_outside_roots_is_system_error(job: Job) -> None:
+    (job.store / "link").symlink_to("/etc/hostname")
+    for url, name in (("file:///etc/hostname", "file:///etc/hostname"), (f"{job.store}/link", "")):
+        inputs = [{"path": job.p("in/x"), "type": "FILE", "url": url}]
+        result = job.run(job.spec([{"command": ["true"]}], inputs=inputs))
+        assert result["state"] == "SYSTEM_ERROR", result
+        assert result["executor_logs"] == []
+        expected = f"input {job.p('in/x')}: file: {url}: path is outside the allowed file roots"
+        assert result["system_logs"] == [expected], name
+
+
+def test_sigterm_cancels_and_kills_the_executor(job: Job) -> None:
+    proc = job.start(job.spec([{"command": ["sleep", "987.25"]}, {"command": ["true"]}]))
+    try:
+        sleeper = _wait_for_process(["sleep", "987.25"])
+        os.kill(proc.pid, signal.SIGTERM)
+        _out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err.decode()
+    result = json.loads((job.job_dir / "result.json").read_text())
+    assert result["state"] == "CANCELED"
+    assert len(result["executor_logs"]) == 1
+    with pytest.raises(psutil.NoSuchProcess):
+        sleeper.status()  # a zombie would still answer: it must be gone, reaped
+
+
+def _wait_for_process(cmdline: list[str]) -> psutil.Process:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        for proc in psutil.process_iter(["cmdline"]):
+            if proc.info["cmdline"] == cmdline:
+                return proc
+        time.sleep(0.05)
+    raise AssertionError(f"{cmdline} never started")
+
+
+@pytest.mark.skipif(not HAS_BWRAP, reason="no bwrap")
+def test_bwrap_host_is_read_only_and_tmp_paths_are_bound(tmp_path: Path, pyz: Path) -> None:
+    job = Job(tmp_path, "bwrap", pyz)
+    tes_in, tes_out = f"/tmp/tesp-{tmp_path.name}/in.txt", f"/tmp/tesp-{tmp_path.name}/o/r.txt"
+    inputs = [{"path": tes_in, "type": "FILE", "content": "tmp-in"}]
+    outputs = [{"path": tes_out, "type": "FILE", "url": f"{job.store}/r.txt"}]
+    script = f"touch /usr/tesp-x 2>/dev/null && echo writable; cat {tes_in} > {tes_out}; pwd"
+    spec = job.spec([sh(script, workdir="/tesp-nowhere/wd")], inputs=inputs, outputs=outputs)
+    result = job.run(spec)
+    assert result["state"] == "COMPLETE", result
+    assert result["executor_logs"][0]["stdout"] == "/tesp-nowhere/wd\n"
+    assert (job.store / "r.txt").read_bytes() == b"tmp-in"
+    assert not Path("/usr/tesp-x").exists()
+    assert not Path(tes_in).exists()  # it lived in the job directory, not the host's /tmp
