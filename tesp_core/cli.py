@@ -45,13 +45,20 @@ def serve(settings: Settings) -> int:
     try:
         app = create_app(tesp.service, settings)
         config = uvicorn.Config(
-            app, host=settings.host, port=settings.port, log_level="info", access_log=False,
+            app,
+            host=settings.host,
+            port=settings.port,
+            log_level="info",
+            access_log=False,
             timeout_graceful_shutdown=5,
         )
         server = uvicorn.Server(config)
         signal.signal(signal.SIGTERM, lambda *_: setattr(server, "should_exit", True))
-        print(f"TESP {__version__} serving TES 1.1 at "
-              f"http://{settings.host}:{settings.port}/ga4gh/tes/v1", flush=True)
+        print(
+            f"TESP {__version__} serving TES 1.1 at "
+            f"http://{settings.host}:{settings.port}/ga4gh/tes/v1",
+            flush=True,
+        )
         server.run()
     finally:
         tesp.stop()
@@ -69,8 +76,13 @@ def _parser() -> argparse.ArgumentParser:
     srv.add_argument("--config", type=Path, help="a TOML settings file (or TESP_CONFIG)")
     srv.add_argument("--pulsar-url", help="an external Pulsar server (default: embedded)")
     srv.add_argument("--runtime", help="none, bwrap, docker, podman, apptainer or singularity")
-    srv.add_argument("--file-root", action="append", dest="file_roots", metavar="DIR",
-                     help="allow file:// inputs and outputs under DIR (repeatable)")
+    srv.add_argument(
+        "--file-root",
+        action="append",
+        dest="file_roots",
+        metavar="DIR",
+        help="allow file:// inputs and outputs under DIR (repeatable)",
+    )
     srv.add_argument("--max-in-flight", type=int, help="Pulsar jobs kept in flight at once")
     return parser
 
@@ -83,10 +95,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     if args.command == "serve":
         overrides: dict[str, Any] = {
-            "host": args.host, "port": args.port, "data_dir": args.data_dir,
-            "pulsar_url": args.pulsar_url, "runtime": args.runtime,
+            "host": args.host,
+            "port": args.port,
+            "data_dir": args.data_dir,
+            "pulsar_url": args.pulsar_url,
+            "runtime": args.runtime,
             "file_roots": [str(Path(r).resolve()) for r in args.file_roots]
-            if args.file_roots else None,
+            if args.file_roots
+            else None,
             "max_in_flight": args.max_in_flight,
         }
         try:

@@ -61,8 +61,9 @@ def check_url(field: str, url: str, policy: Policy) -> None:
         scheme = "file"
     if scheme not in policy.schemes:
         raise InvalidTaskError(
-            field, f"URL scheme {scheme or '(none)'!r} is not supported; use one of "
-            f"{sorted(policy.schemes)}"
+            field,
+            f"URL scheme {scheme or '(none)'!r} is not supported; use one of "
+            f"{sorted(policy.schemes)}",
         )
     if scheme == "file":
         if parts.netloc not in ("", "localhost"):

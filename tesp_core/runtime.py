@@ -27,7 +27,7 @@ SUPPORTED_SCHEMES = frozenset({"file", "http", "https", "ftp", "s3"})
 
 
 class Tesp:
-    """A started TESP: ``with Tesp(settings) as tesp: tesp.service.create(...)``."""
+    """A started TESP: ``with Tesp(settings) as tesp: tesp.service.create_task(...)``."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -50,7 +50,10 @@ class Tesp:
             token_value = token.get_secret_value() if token else None
             python = python or "python3"
         backend = PulsarBackend(
-            url, token=token_value, manager=s.pulsar_manager, worker_python=python,
+            url,
+            token=token_value,
+            manager=s.pulsar_manager,
+            worker_python=python,
             concurrency=s.max_in_flight + 4,
         )
         storage: dict[str, object] = {}
@@ -78,8 +81,9 @@ class Tesp:
             ),
         )
         self.service.start()
-        log.info("TESP ready: data in %s, Pulsar at %s, runtime %s", data_dir, url,
-                 s.effective_runtime())
+        log.info(
+            "TESP ready: data in %s, Pulsar at %s, runtime %s", data_dir, url, s.effective_runtime()
+        )
         return self
 
     def stop(self) -> None:

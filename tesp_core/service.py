@@ -123,7 +123,7 @@ class TaskService:
 
     # -- public API -------------------------------------------------------------------------
 
-    def create(self, body: dict[str, Any] | Task, owner: str | None = None) -> str:
+    def create_task(self, body: dict[str, Any] | Task, owner: str | None = None) -> str:
         """Validate and store a task, queue it, and return its id.
 
         The task is readable as soon as this returns.
@@ -144,20 +144,20 @@ class TaskService:
         self._wake.set()
         return task.id
 
-    def get(self, task_id: str, owner: str | None = None) -> Task:
+    def get_task(self, task_id: str, owner: str | None = None) -> Task:
         """The task, if it exists and ``owner`` (None = any) may see it."""
         stored = self.store.get(task_id)
         if stored is None or (owner is not None and stored.owner != owner):
             raise TaskNotFoundError(task_id)
         return stored.task
 
-    def list(self, query: ListQuery) -> tuple[list[Task], str | None]:
+    def list_tasks(self, query: ListQuery) -> tuple[list[Task], str | None]:
         """One page of tasks, newest first."""
         if not 1 <= query.page_size <= 2047:
             raise InvalidTaskError("page_size", "must be between 1 and 2047")
-        return self.store.list(query)
+        return self.store.list_page(query)
 
-    def cancel(self, task_id: str, owner: str | None = None) -> None:
+    def cancel_task(self, task_id: str, owner: str | None = None) -> None:
         """Cancel a task. Cancelling a task that already ended does nothing."""
         stored = self.store.get(task_id)
         if stored is None or (owner is not None and stored.owner != owner):
@@ -203,8 +203,9 @@ class TaskService:
                 # safe because the Pulsar job id is the task id.
                 self._queue.append(task_id)
         if self._active or self._queue:
-            log.info("recovered %d running and %d queued tasks", len(self._active),
-                     len(self._queue))
+            log.info(
+                "recovered %d running and %d queued tasks", len(self._active), len(self._queue)
+            )
 
     # -- the dispatch loop ------------------------------------------------------------------
 
@@ -236,8 +237,7 @@ class TaskService:
     def _reschedule(self, tracked: _Tracked, *, reset: bool = False) -> None:
         with self._lock:
             tracked.interval = (
-                self.limits.poll_min if reset
-                else min(tracked.interval * 1.5, self.limits.poll_max)
+                self.limits.poll_min if reset else min(tracked.interval * 1.5, self.limits.poll_max)
             )
             tracked.next_poll = time.monotonic() + tracked.interval
             tracked.busy = False
@@ -308,15 +308,20 @@ class TaskService:
         task_id = tracked.task_id
         if phase != "queued":
             progress = self.backend.read_json(task_id, "progress.json") or {}
-            state = State.RUNNING if progress.get("state") in ("RUNNING", "UPLOADING") else (
-                State.INITIALIZING
+            state = (
+                State.RUNNING
+                if progress.get("state") in ("RUNNING", "UPLOADING")
+                else (State.INITIALIZING)
             )
             self._transition(task_id, state)
         limit = self.limits.max_task_seconds
         if limit is not None and time.monotonic() - tracked.first_seen > limit:
             self.backend.cancel(task_id)
-            self._finish(task_id, State.SYSTEM_ERROR,
-                         [f"the task ran longer than this server's limit of {limit:g} s"])
+            self._finish(
+                task_id,
+                State.SYSTEM_ERROR,
+                [f"the task ran longer than this server's limit of {limit:g} s"],
+            )
             self._clean(task_id)
             return
         self._reschedule(tracked)
@@ -329,10 +334,14 @@ class TaskService:
             self._finish(task_id, State.CANCELED, [], result)
         elif result is None:
             tail = stderr.strip()[-2000:]
-            self._finish(task_id, State.SYSTEM_ERROR, [
-                f"the worker ended (Pulsar status {phase!r}) without writing result.json"
-                + (f"; its stderr ends with: {tail}" if tail else "")
-            ])
+            self._finish(
+                task_id,
+                State.SYSTEM_ERROR,
+                [
+                    f"the worker ended (Pulsar status {phase!r}) without writing result.json"
+                    + (f"; its stderr ends with: {tail}" if tail else "")
+                ],
+            )
         else:
             state = State(result.get("state", "SYSTEM_ERROR"))
             self._finish(task_id, state, [], result)
@@ -360,10 +369,14 @@ class TaskService:
         since = tracked.unreachable_since = tracked.unreachable_since or time.monotonic()
         if time.monotonic() - since < self.limits.backend_retry_seconds:
             return False
-        self._finish(tracked.task_id, State.SYSTEM_ERROR, [
-            f"the backend was unreachable for over {self.limits.backend_retry_seconds:g} s: "
-            f"{reason}"
-        ])
+        self._finish(
+            tracked.task_id,
+            State.SYSTEM_ERROR,
+            [
+                f"the backend was unreachable for over {self.limits.backend_retry_seconds:g} s: "
+                f"{reason}"
+            ],
+        )
         self._forget(tracked.task_id)
         return True
 

@@ -37,16 +37,33 @@ class EmbeddedPulsar:
         log_file = open(self.root / "pulsar.log", "a")  # noqa: SIM115 - owned by the child
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         self._proc = subprocess.Popen(
-            [sys.executable, "-m", "tesp_core.backends.pulsar_server", "--app-conf",
-             str(app_conf), "--host", self.host, "--port", "0"],
-            stdout=subprocess.PIPE, stderr=log_file, text=True, cwd=self.root, env=env,
+            [
+                sys.executable,
+                "-m",
+                "tesp_core.backends.pulsar_server",
+                "--app-conf",
+                str(app_conf),
+                "--host",
+                self.host,
+                "--port",
+                "0",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=log_file,
+            text=True,
+            cwd=self.root,
+            env=env,
         )
         log_file.close()
         port = self._read_port(timeout)
         self.url = f"http://{self.host}:{port}"
         self._wait_healthy(timeout)
-        log.info("embedded Pulsar %s running at %s (staging in %s)", self._proc.pid, self.url,
-                 self.root / "staging")
+        log.info(
+            "embedded Pulsar %s running at %s (staging in %s)",
+            self._proc.pid,
+            self.url,
+            self.root / "staging",
+        )
         return self.url
 
     def stop(self) -> None:
@@ -68,15 +85,23 @@ class EmbeddedPulsar:
         # JSON is YAML: no YAML writer needed.
         import json
 
-        conf.write_text(json.dumps({
-            "staging_directory": str(staging),
-            "persistence_directory": str(persistence),
-            "private_token": self.token,
-            "managers": {"_default_": {"type": "queued_python",
-                                        "num_concurrent_jobs": self.concurrent_jobs}},
-            "conda_auto_init": False,
-            "conda_auto_install": False,
-        }))
+        conf.write_text(
+            json.dumps(
+                {
+                    "staging_directory": str(staging),
+                    "persistence_directory": str(persistence),
+                    "private_token": self.token,
+                    "managers": {
+                        "_default_": {
+                            "type": "queued_python",
+                            "num_concurrent_jobs": self.concurrent_jobs,
+                        }
+                    },
+                    "conda_auto_init": False,
+                    "conda_auto_install": False,
+                }
+            )
+        )
         os.chmod(conf, 0o600)
         return conf
 

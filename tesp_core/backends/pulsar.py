@@ -114,7 +114,9 @@ class PulsarBackend:
         """A JSON file the worker wrote in the job's working directory, or None if absent."""
         try:
             response = self._call(
-                "GET", f"/jobs/{job_id}/files", params={"name": name, "type": "output_workdir"},
+                "GET",
+                f"/jobs/{job_id}/files",
+                params={"name": name, "type": "output_workdir"},
                 lost_ok=True,
             )
         except BackendJobLostError:

@@ -28,11 +28,11 @@ class ServiceInfo(BaseModel):
     type: ServiceType = Field(default_factory=ServiceType)
     description: str | None = None
     organization: Organization
-    contactUrl: str | None = None  # noqa: N815 - spec name
-    documentationUrl: str | None = None  # noqa: N815 - spec name
-    createdAt: str | None = None  # noqa: N815 - spec name
-    updatedAt: str | None = None  # noqa: N815 - spec name
+    contactUrl: str | None = None
+    documentationUrl: str | None = None
+    createdAt: str | None = None
+    updatedAt: str | None = None
     environment: str | None = None
     version: str
     storage: list[str] = Field(default_factory=list)
-    tesResources_backend_parameters: list[str] = Field(default_factory=list)  # noqa: N815
+    tesResources_backend_parameters: list[str] = Field(default_factory=list)

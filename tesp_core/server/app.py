@@ -94,7 +94,7 @@ def _router(service: TaskService, settings: Settings) -> APIRouter:
             raise InvalidTaskError("body", f"not valid JSON: {exc}") from exc
         if not isinstance(body, dict):
             raise InvalidTaskError("body", "must be a JSON object (a tesTask)")
-        task_id = await run_in_threadpool(service.create, body)
+        task_id = await run_in_threadpool(service.create_task, body)
         return JSONResponse({"id": task_id})
 
     @router.get("/tasks", tags=["TaskService"])
@@ -120,7 +120,7 @@ def _router(service: TaskService, settings: Settings) -> APIRouter:
             page_token=page_token or None,
             minimal=chosen is View.MINIMAL,
         )
-        tasks, token = await run_in_threadpool(service.list, query)
+        tasks, token = await run_in_threadpool(service.list_tasks, query)
         body: dict[str, Any] = {"tasks": [render(t, chosen) for t in tasks]}
         if token:
             body["next_page_token"] = token
@@ -130,13 +130,13 @@ def _router(service: TaskService, settings: Settings) -> APIRouter:
     async def get_task(task_id: str, view: str | None = None) -> JSONResponse:
         """One task in the requested view (default MINIMAL)."""
         chosen = _view(view)
-        task = await run_in_threadpool(service.get, task_id)
+        task = await run_in_threadpool(service.get_task, task_id)
         return JSONResponse(render(task, chosen))
 
     @router.post("/tasks/{task_id}:cancel", tags=["TaskService"])
     async def cancel_task(task_id: str) -> JSONResponse:
         """Cancel a task; a task that already ended is left as it is."""
-        await run_in_threadpool(service.cancel, task_id)
+        await run_in_threadpool(service.cancel_task, task_id)
         return JSONResponse({})
 
     return router

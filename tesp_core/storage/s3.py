@@ -8,6 +8,7 @@ CLI does): no percent-decoding, so spaces and non-ASCII characters are written a
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -139,12 +140,13 @@ class S3Transport:
         client = self._client(url)
         try:
             fh = open(src, "rb")  # noqa: SIM115 - closed below; errors mapped apart
+            size = os.fstat(fh.fileno()).st_size
         except OSError as exc:
             raise StorageError(url, f"cannot read {src}: {exc.strerror}") from exc
         try:
-            with fh:
+            with fh:  # s3transfer closes it too, once done
                 client.upload_fileobj(fh, bucket, key, Config=self._transfer_config())
-                return fh.tell()
+                return size
         except Exception as exc:
             raise self._translate(url, bucket, exc) from exc
 
@@ -238,6 +240,8 @@ class S3Transport:
         if code in _NOT_FOUND:
             what = f"no object {key!r} in bucket {bucket!r}" if key else "not found"
             return self._missing(url, bucket, what)
+        if code == "403":  # HEAD answers carry no error body, hence no code
+            return AccessDeniedError(url, "S3 HTTP 403: credentials refused or not permitted")
         if code in _DENIED:
             return AccessDeniedError(url, f"S3 {code}: {message}".rstrip(": "))
         return StorageError(url, f"S3 {code}: {message}".rstrip(": "))

@@ -44,7 +44,7 @@ class TaskStore(Protocol):
     def update(self, stored: StoredTask) -> None:
         """Replace the stored document and bookkeeping of an existing task."""
 
-    def list(self, query: ListQuery) -> tuple[list[Task], str | None]:
+    def list_page(self, query: ListQuery) -> tuple[list[Task], str | None]:
         """One page of tasks, newest first, and the token of the next page (None at the end).
 
         With ``query.minimal`` the tasks carry only ``id`` and ``state``.

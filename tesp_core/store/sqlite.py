@@ -117,7 +117,7 @@ class SQLiteTaskStore:
                 (task.state.value, _dump(task), json.dumps(stored.backend), task.id),
             )
 
-    def list(self, query: ListQuery) -> tuple[list[Task], str | None]:
+    def list_page(self, query: ListQuery) -> tuple[list[Task], str | None]:
         """One page, newest first; see :meth:`TaskStore.list`."""
         where, params = _where(query)
         columns = "seq, id, state" if query.minimal else "seq, body"
@@ -127,7 +127,7 @@ class SQLiteTaskStore:
         more = len(rows) > query.page_size
         rows = rows[: query.page_size]
         if query.minimal:
-            tasks = [Task.model_construct(id=r[1], state=State(r[2])) for r in rows]
+            tasks = [Task.model_construct(id=r[1], state=State(r[2]), executors=[]) for r in rows]
         else:
             tasks = [Task.model_validate_json(r[1]) for r in rows]
         token = encode_page_token(rows[-1][0]) if more and rows else None
@@ -181,7 +181,8 @@ def _where(query: ListQuery) -> tuple[str, list[Any]]:
     for key, value in query.tags:
         if value:
             clauses.append(
-                "EXISTS (SELECT 1 FROM tags t WHERE t.seq = tasks.seq AND t.key = ? AND t.value = ?)"
+                "EXISTS (SELECT 1 FROM tags t"
+                " WHERE t.seq = tasks.seq AND t.key = ? AND t.value = ?)"
             )
             params += [key, value]
         else:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import posixpath
 import signal
 import sys
 from collections.abc import Sequence
@@ -19,7 +20,7 @@ from typing import Any
 
 from tesp_core.storage import redact_text
 from tesp_core.worker.executors import Canceled, ExecutorRunner, ExecutorSetupError, now
-from tesp_core.worker.runtimes import Bind, RealFS, plan_binds
+from tesp_core.worker.runtimes import Bind, RealFS, plan_binds, static_dir
 from tesp_core.worker.spec import SpecError, WorkerSpec, parse_spec
 from tesp_core.worker.staging import Layout, StagingError, stage_inputs, stage_outputs
 
@@ -83,6 +84,16 @@ def load_spec(path: Path) -> WorkerSpec:
     return parse_spec(raw)
 
 
+def output_parents(spec: WorkerSpec) -> set[str]:
+    """Directories the executors can expect: volumes, and the parents of outputs and logs."""
+    dirs = set(spec.volumes)
+    for out in spec.outputs:
+        dirs.add(static_dir(out.path) if out.wildcard else posixpath.dirname(out.path))
+    for ex in spec.executors:
+        dirs.update(posixpath.dirname(p) for p in (ex.stdout, ex.stderr) if p)
+    return dirs
+
+
 def prepare_job_root(spec: WorkerSpec, layout: Layout, binds: Sequence[Bind]) -> None:
     """Create every bind source (and, under ``none``, the volumes) before anything runs."""
     for bind in binds:
@@ -92,9 +103,9 @@ def prepare_job_root(spec: WorkerSpec, layout: Layout, binds: Sequence[Bind]) ->
             path.touch()
         else:
             path.mkdir(parents=True, exist_ok=True)
-    if spec.runtime.kind == "none":
-        for volume in spec.volumes:
-            Path(volume).mkdir(parents=True, exist_ok=True)
+    # Output directories exist before the executors run, as an engine's mount points would.
+    for tes_dir in output_parents(spec):
+        layout.host(tes_dir).mkdir(parents=True, exist_ok=True)
 
 
 def run_executors(spec: WorkerSpec, run: TaskRun, runner: ExecutorRunner) -> None:

@@ -94,7 +94,7 @@ def _is_under(path: str, ancestor: str) -> bool:
     return ancestor == "/" or path == ancestor or path.startswith(ancestor.rstrip("/") + "/")
 
 
-def _static_dir(pattern: str) -> str:
+def static_dir(pattern: str) -> str:
     """The directory part of a glob before its first wildcard component."""
     parts: list[str] = []
     for part in pattern.split("/")[1:]:
@@ -123,7 +123,7 @@ def plan_binds(spec: WorkerSpec, fs: HostFS | None = None) -> list[Bind]:
         wanted.add(Bind(item.path) if item.type == "DIRECTORY" else _file_bind(item.path))
     for out in spec.outputs:
         if out.wildcard:
-            wanted.add(Bind(_static_dir(out.path)))
+            wanted.add(Bind(static_dir(out.path)))
         else:
             wanted.add(Bind(out.path) if out.type == "DIRECTORY" else _file_bind(out.path))
     for ex in spec.executors:

@@ -129,6 +129,10 @@ def _obj(value: object, where: str) -> dict[str, Any]:
     return value
 
 
+def _or_empty(value: object) -> object:
+    return {} if value is None else value
+
+
 def _list(value: object, where: str) -> list[Any]:
     if value is None:
         return []
@@ -208,8 +212,7 @@ def parse_executor(raw: object, where: str) -> Executor:
         raise SpecError(f"{where}.command: expected a non-empty list of strings")
     if any("\x00" in arg for arg in command):
         raise SpecError(f"{where}.command: an argument contains a NUL byte")
-    env_raw = data.get("env") or {}
-    env_obj = _obj(env_raw, f"{where}.env")
+    env_obj = _obj(_or_empty(data.get("env")), f"{where}.env")
     env: dict[str, str] = {}
     for key, value in env_obj.items():
         validate_env_key(key, f"{where}.env")
@@ -263,6 +266,6 @@ def parse_spec(raw: object) -> WorkerSpec:
         executors=tuple(
             parse_executor(item, f"executors[{i}]") for i, item in enumerate(executors)
         ),
-        storage=_obj(data.get("storage") or {}, "storage"),
+        storage=_obj(_or_empty(data.get("storage")), "storage"),
         log_tail_bytes=tail,
     )

@@ -43,12 +43,15 @@ def test_two_executors_content_and_file_input(
         ],
         outputs=[tes.Output(path="/data/out.txt", url=out.as_uri())],
         executors=[
-            tes.Executor(image="alpine", command=["cat", "/data/greeting", "/data/in.txt"],
-                         stdout="/data/out.txt"),
+            tes.Executor(
+                image="alpine",
+                command=["cat", "/data/greeting", "/data/in.txt"],
+                stdout="/data/out.txt",
+            ),
             tes.Executor(image="alpine", command=["wc", "-l", "/data/out.txt"]),
         ],
     )
-    task_id = client.create_task(task).id
+    task_id = client.create_task(task)
     done = client.wait(task_id, timeout=60)
     assert done.state == "COMPLETE"
     full = client.get_task(task_id, view="FULL")
@@ -57,9 +60,13 @@ def test_two_executors_content_and_file_input(
     assert [e.exit_code for e in log.logs] == [0, 0]
     assert log.logs[0].stdout == "hello from content\nalpha\nbeta\n"
     assert log.logs[1].stdout.strip() == "3 /data/out.txt"
-    assert [(o.path, o.url, o.size_bytes) for o in log.outputs] == [
-        ("/data/out.txt", out.as_uri(), "30")
+    assert [(o.path, o.url, int(o.size_bytes)) for o in log.outputs] == [
+        ("/data/out.txt", out.as_uri(), 30)
     ]
+    raw = requests.get(
+        f"{tesp_server.api}/tasks/{task_id}", params={"view": "FULL"}, timeout=10
+    ).json()
+    assert raw["logs"][0]["outputs"][0]["size_bytes"] == "30"  # int64 travels as a string
     assert log.start_time and log.end_time
 
 
@@ -100,8 +107,10 @@ def test_executor_error_and_ignore_error(tesp_server: TespProcess) -> None:
             {"image": "alpine", "command": ["echo", "after"]},
         ]
     }
-    ids = [requests.post(f"{tesp_server.api}/tasks", json=b, timeout=10).json()["id"]
-           for b in (failing, ignored)]
+    ids = [
+        requests.post(f"{tesp_server.api}/tasks", json=b, timeout=10).json()["id"]
+        for b in (failing, ignored)
+    ]
     first = wait_for_state(tesp_server.api, ids[0], TERMINAL)
     assert first["state"] == "EXECUTOR_ERROR"
     assert [e["exit_code"] for e in first["logs"][0]["logs"]] == [3]
@@ -122,19 +131,26 @@ def test_list_filters_and_pagination(tesp_server: TespProcess) -> None:
         }
         ids.append(requests.post(f"{tesp_server.api}/tasks", json=body, timeout=10).json()["id"])
     # A literal prefix: regex metacharacters match nothing.
-    assert requests.get(f"{tesp_server.api}/tasks", params={"name_prefix": "list-.*"},
-                        timeout=10).json()["tasks"] == []
-    listed = requests.get(f"{tesp_server.api}/tasks", params={"name_prefix": prefix},
-                          timeout=10).json()
+    assert (
+        requests.get(
+            f"{tesp_server.api}/tasks", params={"name_prefix": "list-.*"}, timeout=10
+        ).json()["tasks"]
+        == []
+    )
+    listed = requests.get(
+        f"{tesp_server.api}/tasks", params={"name_prefix": prefix}, timeout=10
+    ).json()
     assert [t["id"] for t in listed["tasks"]] == ids[::-1]  # newest first
     assert "next_page_token" not in listed
     even = requests.get(
         f"{tesp_server.api}/tasks",
-        params={"tag_key": ["group", "parity"], "tag_value": [prefix, "even"]}, timeout=10,
+        params={"tag_key": ["group", "parity"], "tag_value": [prefix, "even"]},
+        timeout=10,
     ).json()
     assert [t["id"] for t in even["tasks"]] == [ids[4], ids[2], ids[0]]
     any_value = requests.get(
-        f"{tesp_server.api}/tasks", params={"tag_key": "parity", "name_prefix": prefix},
+        f"{tesp_server.api}/tasks",
+        params={"tag_key": "parity", "name_prefix": prefix},
         timeout=10,
     ).json()
     assert len(any_value["tasks"]) == 5
@@ -155,14 +171,19 @@ def test_list_filters_and_pagination(tesp_server: TespProcess) -> None:
     for task_id in ids:
         wait_for_state(tesp_server.api, task_id, TERMINAL)
     done = requests.get(
-        f"{tesp_server.api}/tasks", params={"name_prefix": prefix, "state": "COMPLETE"},
+        f"{tesp_server.api}/tasks",
+        params={"name_prefix": prefix, "state": "COMPLETE"},
         timeout=10,
     ).json()
     assert sorted(t["id"] for t in done["tasks"]) == sorted(ids)
-    assert requests.get(
-        f"{tesp_server.api}/tasks", params={"name_prefix": prefix, "state": "RUNNING"},
-        timeout=10,
-    ).json()["tasks"] == []
+    assert (
+        requests.get(
+            f"{tesp_server.api}/tasks",
+            params={"name_prefix": prefix, "state": "RUNNING"},
+            timeout=10,
+        ).json()["tasks"]
+        == []
+    )
 
 
 def _sleepers(marker: str) -> list[psutil.Process]:
@@ -178,7 +199,7 @@ def test_cancel_running_sleep_kills_it(tesp_server: TespProcess, client: tes.HTT
     marker = str(1000 + uuid.uuid4().int % 8999)
     task_id = client.create_task(
         tes.Task(executors=[tes.Executor(image="alpine", command=["sleep", marker])])
-    ).id
+    )
     wait_for_state(tesp_server.api, task_id, {"RUNNING"})
     deadline = time.monotonic() + 20
     while not _sleepers(marker) and time.monotonic() < deadline:
@@ -204,25 +225,51 @@ def test_cancel_running_sleep_kills_it(tesp_server: TespProcess, client: tes.HTT
         ({}, "executors"),
         ({"executors": [{"image": "alpine", "command": []}]}, "executors[0].command"),
         ({"executors": [{"command": ["true"]}]}, "executors[0].image"),
-        ({"executors": [{"image": "alpine", "command": ["true"], "workdir": "rel"}]},
-         "executors[0].workdir"),
-        ({"executors": [{"image": "alpine", "command": ["true"], "stdout": "/a/../b"}]},
-         "executors[0].stdout"),
-        ({"inputs": [{"path": "/x"}], "executors": [{"image": "a", "command": ["true"]}]},
-         "inputs[0]"),
-        ({"outputs": [{"path": "/x/*.txt", "url": "file:///tmp/o/"}],
-          "executors": [{"image": "a", "command": ["true"]}]}, "outputs[0]"),
-        ({"outputs": [{"path": "/x"}], "executors": [{"image": "a", "command": ["true"]}]},
-         "outputs[0].url"),
-        ({"resources": {"backend_parameters": {"VmSize": "x"},
-                        "backend_parameters_strict": True},
-          "executors": [{"image": "a", "command": ["true"]}]},
-         "resources.backend_parameters.VmSize"),
+        (
+            {"executors": [{"image": "alpine", "command": ["true"], "workdir": "rel"}]},
+            "executors[0].workdir",
+        ),
+        (
+            {"executors": [{"image": "alpine", "command": ["true"], "stdout": "/a/../b"}]},
+            "executors[0].stdout",
+        ),
+        (
+            {"inputs": [{"path": "/x"}], "executors": [{"image": "a", "command": ["true"]}]},
+            "inputs[0]",
+        ),
+        (
+            {
+                "outputs": [{"path": "/x/*.txt", "url": "file:///tmp/o/"}],
+                "executors": [{"image": "a", "command": ["true"]}],
+            },
+            "outputs[0]",
+        ),
+        (
+            {"outputs": [{"path": "/x"}], "executors": [{"image": "a", "command": ["true"]}]},
+            "outputs[0].url",
+        ),
+        (
+            {
+                "resources": {
+                    "backend_parameters": {"VmSize": "x"},
+                    "backend_parameters_strict": True,
+                },
+                "executors": [{"image": "a", "command": ["true"]}],
+            },
+            "resources.backend_parameters.VmSize",
+        ),
         ({"executors": [{"image": "a", "command": ["true"]}], "bogus": 1}, "bogus"),
-        ({"inputs": [{"path": "/x", "url": "file:///etc/passwd"}],
-          "executors": [{"image": "a", "command": ["true"]}]}, "inputs[0].url"),
-        ({"executors": [{"image": "a", "command": ["true"], "env": {"A B": "1"}}]},
-         "executors[0].env"),
+        (
+            {
+                "inputs": [{"path": "/x", "url": "file:///etc/passwd"}],
+                "executors": [{"image": "a", "command": ["true"]}],
+            },
+            "inputs[0].url",
+        ),
+        (
+            {"executors": [{"image": "a", "command": ["true"], "env": {"A B": "1"}}]},
+            "executors[0].env",
+        ),
     ],
 )
 def test_invalid_tasks_are_400_naming_the_field(
@@ -234,13 +281,18 @@ def test_invalid_tasks_are_400_naming_the_field(
 
 
 def test_client_sent_server_fields_are_ignored(tesp_server: TespProcess) -> None:
-    body = {"id": "mine", "state": "COMPLETE", "creation_time": "1999-01-01T00:00:00Z",
-            "logs": [{"logs": [], "outputs": []}],
-            "executors": [{"image": "a", "command": ["true"]}]}
+    body = {
+        "id": "mine",
+        "state": "COMPLETE",
+        "creation_time": "1999-01-01T00:00:00Z",
+        "logs": [{"logs": [], "outputs": []}],
+        "executors": [{"image": "a", "command": ["true"]}],
+    }
     task_id = requests.post(f"{tesp_server.api}/tasks", json=body, timeout=10).json()["id"]
     assert task_id != "mine"
-    task = requests.get(f"{tesp_server.api}/tasks/{task_id}", params={"view": "BASIC"},
-                        timeout=10).json()
+    task = requests.get(
+        f"{tesp_server.api}/tasks/{task_id}", params={"view": "BASIC"}, timeout=10
+    ).json()
     assert task["creation_time"] != "1999-01-01T00:00:00Z"
     assert task["state"] != "COMPLETE" or task["logs"][0]["logs"][0]["exit_code"] == 0
 
@@ -251,9 +303,13 @@ def test_bad_requests(tesp_server: TespProcess) -> None:
     assert requests.post(f"{api}/tasks/nope:cancel", timeout=10).status_code == 404
     bad_json = requests.post(f"{api}/tasks", data=b"{not json", timeout=10)
     assert bad_json.status_code == 400 and bad_json.json()["field"] == "body"
-    for params, field in [({"view": "HUGE"}, "view"), ({"page_size": 0}, "page_size"),
-                          ({"page_size": 2048}, "page_size"), ({"state": "DONE"}, "state"),
-                          ({"page_token": "garbage!"}, "page_token")]:
+    for params, field in [
+        ({"view": "HUGE"}, "view"),
+        ({"page_size": 0}, "page_size"),
+        ({"page_size": 2048}, "page_size"),
+        ({"state": "DONE"}, "state"),
+        ({"page_token": "garbage!"}, "page_token"),
+    ]:
         response = requests.get(f"{api}/tasks", params=params, timeout=10)
         assert response.status_code == 400, (params, response.text)
         assert response.json()["field"] == field

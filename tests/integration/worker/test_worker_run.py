@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+import zipfile
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -57,7 +58,8 @@ class Job:
             "outputs": [],
             "volumes": [],
             "executors": [
-                {"image": "ubuntu:24.04", "env": {}, "ignore_error": False, **ex} for ex in executors
+                {"image": "ubuntu:24.04", "env": {}, "ignore_error": False, **ex}
+                for ex in executors
             ],
             "storage": {"file_roots": [str(self.store)]},
             "log_tail_bytes": 65536,
@@ -68,7 +70,8 @@ class Job:
     def start(self, spec: dict[str, Any]) -> subprocess.Popen[bytes]:
         spec_path = self.job_dir.parent / "spec.json"
         spec_path.write_text(json.dumps(spec))
-        argv = [sys.executable, str(self.pyz), str(spec_path), str(self.job_dir)]
+        # -I -S: no site-packages, as on a compute node where TESP is not installed.
+        argv = [sys.executable, "-I", "-S", str(self.pyz), str(spec_path), str(self.job_dir)]
         return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
     def run(self, spec: dict[str, Any]) -> dict[str, Any]:
@@ -132,16 +135,25 @@ def test_outputs_file_directory_and_wildcards(job: Job) -> None:
     script = (
         f"mkdir -p {out}/dir/sub {out}/logs && printf one > {out}/file.txt && "
         f"printf aa > {out}/dir/a && printf bbb > {out}/dir/sub/b && "
-        f"printf x > {out}/logs/x.log && printf yy > {out}/logs/y.log && printf z > {out}/logs/z.txt"
+        f"printf x > {out}/logs/x.log && printf yy > {out}/logs/y.log && "
+        f"printf z > {out}/logs/z.txt"
     )
     res = job.store / "res"
     outputs = [
         {"path": f"{out}/file.txt", "type": "FILE", "url": f"file://{res}/file.txt"},
         {"path": f"{out}/dir", "type": "DIRECTORY", "url": f"{res}/dir"},
-        {"path": f"{out}/logs/*.log", "type": "FILE", "url": f"file://{res}/logs/",
-         "path_prefix": f"{out}/logs/"},
-        {"path": f"{out}/nothing-*.bam", "type": "FILE", "url": f"file://{res}/none/",
-         "path_prefix": f"{out}/"},
+        {
+            "path": f"{out}/logs/*.log",
+            "type": "FILE",
+            "url": f"file://{res}/logs/",
+            "path_prefix": f"{out}/logs/",
+        },
+        {
+            "path": f"{out}/nothing-*.bam",
+            "type": "FILE",
+            "url": f"file://{res}/none/",
+            "path_prefix": f"{out}/",
+        },
     ]
     result = job.run(job.spec([sh(script)], outputs=outputs, volumes=[out]))
     assert result["state"] == "COMPLETE", result
@@ -273,3 +285,36 @@ def test_bwrap_host_is_read_only_and_tmp_paths_are_bound(tmp_path: Path, pyz: Pa
     assert (job.store / "r.txt").read_bytes() == b"tmp-in"
     assert not Path("/usr/tesp-x").exists()
     assert not Path(tes_in).exists()  # it lived in the job directory, not the host's /tmp
+
+
+@pytest.mark.skipif(not HAS_BWRAP, reason="no bwrap")
+def test_bwrap_binds_under_existing_host_directories(tmp_path: Path, pyz: Path) -> None:
+    job = Job(tmp_path, "bwrap", pyz)
+    opt_in = f"/opt/tesp-{tmp_path.name}/in.txt"  # /opt exists: it is rebuilt around the bind
+    tmp_vol = f"/tmp/tesp-{tmp_path.name}"
+    inputs = [{"path": opt_in, "type": "FILE", "content": "opt"}]
+    before = sorted(os.listdir("/opt"))
+    script = f"cat {opt_in}; ls /opt | grep -v '^tesp-' ; echo v > {tmp_vol}/v; cat {tmp_vol}/v"
+    result = job.run(job.spec([sh(script)], inputs=inputs, volumes=[tmp_vol]))
+    assert result["state"] == "COMPLETE", result
+    assert result["executor_logs"][0]["stdout"] == "opt" + "".join(f"{n}\n" for n in before) + "v\n"
+    assert sorted(os.listdir("/opt")) == before
+    assert (job.job_dir / "root" / tmp_vol.lstrip("/") / "v").read_bytes() == b"v\n"
+
+
+def test_zipapp_is_deterministic_cached_and_self_contained(tmp_path: Path) -> None:
+    first = build_zipapp(tmp_path / "a")
+    stamp = first.stat().st_mtime_ns
+    assert build_zipapp(tmp_path / "a").stat().st_mtime_ns == stamp  # cached
+    assert build_zipapp(tmp_path / "b").read_bytes() == first.read_bytes()
+    names = zipfile.ZipFile(first).namelist()
+    assert names[:2] == ["__main__.py", "tesp_core/__init__.py"]
+    assert all(n.startswith(("tesp_core/worker/", "tesp_core/storage/")) for n in names[2:])
+    assert first.read_bytes().startswith(b"#!/usr/bin/env python3\n")
+    usage = subprocess.run(
+        [sys.executable, "-I", "-S", str(first)], capture_output=True, check=False
+    )
+    assert (usage.returncode, usage.stderr) == (
+        2,
+        b"usage: python3 tesp-worker.pyz SPEC_JSON JOB_DIR\n",
+    )

@@ -1,0 +1,46 @@
+# One command to run TESP, one to test it. Both do every set-up step on a fresh machine.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+EXTRAS ?= dev,s3
+HOST ?= 127.0.0.1
+PORT ?= 8000
+DATA_DIR ?= ./tesp-data
+
+.PHONY: setup system-deps run test lint typecheck bench compliance clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+# bubblewrap gives TES path semantics without a container engine (the default runtime).
+system-deps:
+	@command -v bwrap >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    (apt-get update -qq || true) && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap; \
+	  else echo "note: bubblewrap not installed; tasks will use the 'none' runtime"; fi; }
+
+setup: $(BIN)/python system-deps
+	$(BIN)/pip install --quiet -e ".[$(EXTRAS)]"
+
+run: setup
+	$(BIN)/tesp serve --host $(HOST) --port $(PORT) --data-dir $(DATA_DIR) --file-root $(CURDIR)/$(DATA_DIR)/files
+
+lint: setup
+	$(BIN)/ruff check tesp_core tests bench
+	$(BIN)/ruff format --check tesp_core tests bench
+
+typecheck: setup
+	$(BIN)/mypy tesp_core
+
+test: setup lint typecheck
+	$(BIN)/pytest -q
+
+bench: setup
+	$(BIN)/python bench/bench_storage.py
+
+compliance:
+	scripts/compliance.sh http://$(HOST):$(PORT)
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
