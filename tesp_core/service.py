@@ -78,8 +78,13 @@ class Limits:
     max_in_flight: int = 8
     poll_min: float = 0.05
     poll_max: float = 2.0
+    # Poll at poll_min for this long after submission: most tasks are short, and Pulsar
+    # only notices a finished job when asked.
+    poll_fast_seconds: float = 3.0
     max_task_seconds: float | None = None
     backend_retry_seconds: float = 300.0
+    # Opt-in: create_task returns once the task ended or this many seconds passed.
+    create_wait_seconds: float = 0.0
 
 
 @dataclass
@@ -90,6 +95,7 @@ class _Tracked:
     busy: bool = False
     first_seen: float = field(default_factory=time.monotonic)
     unreachable_since: float | None = None
+    running: bool = False
 
 
 class TaskService:
@@ -116,6 +122,7 @@ class TaskService:
         self._stop = threading.Event()
         self._queue: deque[str] = deque()
         self._active: dict[str, _Tracked] = {}
+        self._ended: dict[str, threading.Event] = {}
         self._pool = ThreadPoolExecutor(
             max_workers=min(32, self.limits.max_in_flight + 4), thread_name_prefix="tesp-backend"
         )
@@ -139,9 +146,17 @@ class TaskService:
         task.logs = None
         self.store.insert(StoredTask(task, owner))
         log.info("task %s: created (%d executors)", task.id, len(task.executors))
+        wait = self.limits.create_wait_seconds
+        ended = threading.Event()
         with self._lock:
+            if wait > 0:
+                self._ended[task.id] = ended
             self._queue.append(task.id)
         self._wake.set()
+        if wait > 0:
+            ended.wait(wait)
+            with self._lock:
+                self._ended.pop(task.id, None)
         return task.id
 
     def get_task(self, task_id: str, owner: str | None = None) -> Task:
@@ -407,6 +422,10 @@ class TaskService:
             self.store.update(StoredTask(task, stored.owner, stored.backend))
         if state is not current:
             log.info("task %s: %s -> %s", task_id, current.value, state.value)
+        if state.is_terminal:
+            waiter = self._ended.get(task_id)
+            if waiter is not None:
+                waiter.set()
         return True
 
     def _finish(
