@@ -15,11 +15,10 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 from tesp_core.storage import redact_text
-from tesp_core.worker.executors import Canceled, ExecutorRunner, ExecutorSetupError, now
+from tesp_core.worker.executors import CANCEL, Canceled, ExecutorRunner, ExecutorSetupError, now
 from tesp_core.worker.runtimes import Bind, RealFS, plan_binds, static_dir
 from tesp_core.worker.spec import SpecError, WorkerSpec, parse_spec
 from tesp_core.worker.staging import Layout, StagingError, stage_inputs, stage_outputs
@@ -152,12 +151,6 @@ def run_task(spec_path: Path, run: TaskRun) -> None:
         run.fail("SYSTEM_ERROR", message)
 
 
-def _on_sigterm(signum: int, frame: FrameType | None) -> None:
-    # Ignore repeats: the first one is already unwinding towards the cleanup.
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    raise Canceled
-
-
 def _cancel(run: TaskRun) -> None:
     """Kill whatever executor is running and mark the task CANCELED."""
     if run.runner is not None:
@@ -177,7 +170,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     spec_path, job_dir = Path(args[0]), Path(args[1])
     run = TaskRun(job_dir=job_dir)
-    signal.signal(signal.SIGTERM, _on_sigterm)
+    signal.signal(signal.SIGTERM, CANCEL.handler)
     try:
         job_dir.mkdir(parents=True, exist_ok=True)
         run_task(spec_path, run)

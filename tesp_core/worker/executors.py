@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from types import FrameType
 from typing import IO, Any
 
 from tesp_core.worker.runtimes import Bind, HostFS, Invocation, build_invocation
@@ -92,14 +93,40 @@ def _killpg(pid: int, sig: signal.Signals) -> None:
         os.killpg(pid, sig)
 
 
-@contextlib.contextmanager
-def _sigterm_blocked() -> Iterator[None]:
-    """Hold SIGTERM back so a cancel cannot fall between spawning and recording a child."""
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
+class CancelGate:
+    """The SIGTERM handler: raises :class:`Canceled`, except inside :meth:`deferred`.
+
+    Blocking SIGTERM around ``Popen`` instead would be inherited by the executor (a signal
+    mask survives exec), which then could not be terminated.
+    """
+
+    def __init__(self) -> None:
+        self._depth = 0
+        self._pending = False
+
+    def handler(self, signum: int, frame: FrameType | None) -> None:
+        """Install with ``signal.signal(SIGTERM, gate.handler)``."""
+        # Repeats are ignored: the first one is already unwinding towards the cleanup.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        if self._depth:
+            self._pending = True
+            return
+        raise Canceled
+
+    @contextlib.contextmanager
+    def deferred(self) -> Iterator[None]:
+        """Hold a cancel back so it cannot fall between spawning and recording a child."""
+        self._depth += 1
+        try:
+            yield
+        finally:
+            self._depth -= 1
+        if not self._depth and self._pending:
+            raise Canceled
+
+
+CANCEL = CancelGate()
+"""The process-wide gate (signal handlers are process-wide too)."""
 
 
 class ExecutorRunner:
@@ -186,7 +213,7 @@ class ExecutorRunner:
     def _spawn_and_wait(
         self, inv: Invocation, stdin: IO[bytes] | int, out: IO[bytes], err: IO[bytes]
     ) -> int:
-        with _sigterm_blocked():
+        with CANCEL.deferred():
             try:
                 self._proc = subprocess.Popen(
                     inv.argv,

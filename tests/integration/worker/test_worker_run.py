@@ -256,7 +256,8 @@ def test_sigterm_cancels_and_kills_the_executor(job: Job) -> None:
     assert proc.returncode == 0, err.decode()
     result = json.loads((job.job_dir / "result.json").read_text())
     assert result["state"] == "CANCELED"
-    assert len(result["executor_logs"]) == 1
+    assert [log["exit_code"] for log in result["executor_logs"]] == [143]  # 128 + SIGTERM
+    assert result["system_logs"] == ["canceled: the worker received SIGTERM"]
     with pytest.raises(psutil.NoSuchProcess):
         sleeper.status()  # a zombie would still answer: it must be gone, reaped
 
