@@ -81,6 +81,11 @@ class Limits:
     # Poll at poll_min for this long after submission: most tasks are short, and Pulsar
     # only notices a finished job when asked.
     poll_fast_seconds: float = 3.0
+    # Liveness of a running worker, from the heartbeat in its progress.json.
+    heartbeat_check_seconds: float = 10.0
+    heartbeat_stale_seconds: float = 120.0
+    # How long Pulsar may lag behind a worker that reported DONE before TESP ends the task.
+    done_grace_seconds: float = 5.0
     max_task_seconds: float | None = None
     backend_retry_seconds: float = 300.0
     # Opt-in: create_task returns once the task ended or this many seconds passed.
@@ -96,6 +101,12 @@ class _Tracked:
     first_seen: float = field(default_factory=time.monotonic)
     unreachable_since: float | None = None
     running: bool = False
+    # Re-attached after a restart: Pulsar may report the job running forever.
+    recovered: bool = False
+    progress_read: float = 0.0
+    heartbeat: str | None = None
+    heartbeat_seen: float = field(default_factory=time.monotonic)
+    done_seen: float | None = None
 
 
 class TaskService:
@@ -210,7 +221,7 @@ class TaskService:
             task_id = stored.task.id
             assert task_id is not None
             if stored.backend.get("submitted"):
-                self._active[task_id] = _Tracked(task_id)
+                self._active[task_id] = _Tracked(task_id, recovered=True)
             elif stored.task.state is State.CANCELING:
                 self._finish(task_id, State.CANCELED, [])
             else:
@@ -251,9 +262,11 @@ class TaskService:
 
     def _reschedule(self, tracked: _Tracked, *, reset: bool = False) -> None:
         with self._lock:
-            tracked.interval = (
-                self.limits.poll_min if reset else min(tracked.interval * 1.5, self.limits.poll_max)
-            )
+            young = time.monotonic() - tracked.first_seen < self.limits.poll_fast_seconds
+            if reset or young:
+                tracked.interval = self.limits.poll_min
+            else:
+                tracked.interval = min(tracked.interval * 1.5, self.limits.poll_max)
             tracked.next_poll = time.monotonic() + tracked.interval
             tracked.busy = False
         self._wake.set()
@@ -321,14 +334,15 @@ class TaskService:
 
     def _on_running(self, tracked: _Tracked, phase: str) -> None:
         task_id = tracked.task_id
-        if phase != "queued":
-            progress = self.backend.read_json(task_id, "progress.json") or {}
-            state = (
-                State.RUNNING
-                if progress.get("state") in ("RUNNING", "UPLOADING")
-                else (State.INITIALIZING)
-            )
-            self._transition(task_id, state)
+        now = time.monotonic()
+        if phase != "queued" and (
+            not tracked.running
+            or tracked.recovered
+            or now - tracked.progress_read > self.limits.heartbeat_check_seconds
+        ):
+            tracked.progress_read = now
+            if self._check_progress(tracked, now):
+                return
         limit = self.limits.max_task_seconds
         if limit is not None and time.monotonic() - tracked.first_seen > limit:
             self.backend.cancel(task_id)
@@ -340,6 +354,42 @@ class TaskService:
             self._clean(task_id)
             return
         self._reschedule(tracked)
+
+    def _check_progress(self, tracked: _Tracked, now: float) -> bool:
+        """Read the worker's progress file; True when the task was finished from it.
+
+        Until the executors start it tells INITIALIZING from RUNNING. Later, its heartbeat
+        tells a live worker from a dead one, and DONE (result.json written) ends a task
+        whose Pulsar was restarted and now reports the job running forever.
+        """
+        task_id = tracked.task_id
+        progress = self.backend.read_json(task_id, "progress.json") or {}
+        phase = progress.get("state")
+        if phase == "DONE":
+            tracked.done_seen = tracked.done_seen or now
+            if tracked.recovered or now - tracked.done_seen > self.limits.done_grace_seconds:
+                self._on_done(task_id, "complete", "")
+                return True
+        if not tracked.running:
+            tracked.running = phase in ("RUNNING", "UPLOADING", "DONE")
+            self._transition(task_id, State.RUNNING if tracked.running else State.INITIALIZING)
+        beat = progress.get("heartbeat")
+        if beat is not None and beat != tracked.heartbeat:
+            tracked.heartbeat, tracked.heartbeat_seen = beat, now
+        elif now - tracked.heartbeat_seen > self.limits.heartbeat_stale_seconds:
+            self._kill(task_id)
+            self._finish(
+                task_id,
+                State.SYSTEM_ERROR,
+                [
+                    "the worker stopped reporting (no heartbeat for "
+                    f"{self.limits.heartbeat_stale_seconds:g} s) while Pulsar still lists the job "
+                    "as running; the compute node or Pulsar was probably restarted"
+                ],
+            )
+            self._clean(task_id)
+            return True
+        return False
 
     def _on_done(self, task_id: str, phase: str, stderr: str) -> None:
         stored = self.store.get(task_id)

@@ -6,12 +6,14 @@ The exit status is 0 whenever ``result.json`` was written, whatever the task's o
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import posixpath
 import signal
 import sys
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,14 +29,19 @@ log = logging.getLogger("tesp_core.worker")
 
 USAGE = "usage: python3 tesp-worker.pyz SPEC_JSON JOB_DIR"
 
+# progress.json is rewritten at least this often, so the service can tell a live worker
+# from one that died with its Pulsar (whose job then looks "running" forever).
+HEARTBEAT_SECONDS = 10.0
 
-def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+
+def write_json_atomic(path: Path, data: dict[str, Any], *, durable: bool = True) -> None:
     """Write ``data`` so that a reader sees either the old file or the whole new one."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     with tmp.open("w", encoding="utf-8") as fh:
         json.dump(data, fh, indent=1)
-        fh.flush()
-        os.fsync(fh.fileno())
+        if durable:
+            fh.flush()
+            os.fsync(fh.fileno())
     os.replace(tmp, path)
 
 
@@ -49,10 +56,28 @@ class TaskRun:
     outputs: list[dict[str, str]] = field(default_factory=list)
     system_logs: list[str] = field(default_factory=list)
     runner: ExecutorRunner | None = None
+    _phase: dict[str, Any] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def progress(self, state: str, **extra: Any) -> None:
-        """Record the phase in ``progress.json``."""
-        write_json_atomic(self.job_dir / "progress.json", {"state": state, **extra})
+        """Record the phase in ``progress.json`` (with a heartbeat time)."""
+        with self._lock:
+            self._phase = {"state": state, **extra}
+            self._write_progress()
+
+    def heartbeat(self, stop: threading.Event) -> None:
+        """Rewrite progress.json every HEARTBEAT_SECONDS until ``stop`` is set."""
+        while not stop.wait(HEARTBEAT_SECONDS):
+            with self._lock:
+                # A failed beat is retried by the next one; the task itself is unaffected.
+                if self._phase:
+                    with contextlib.suppress(OSError):
+                        self._write_progress()
+
+    def _write_progress(self) -> None:
+        # No fsync: readers need atomicity, not durability, and this is on the hot path.
+        data = {**self._phase, "heartbeat": now()}
+        write_json_atomic(self.job_dir / "progress.json", data, durable=False)
 
     def fail(self, state: str, message: str) -> None:
         """Move to ``state`` (first failure wins) and add a system log line."""
@@ -171,6 +196,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     spec_path, job_dir = Path(args[0]), Path(args[1])
     run = TaskRun(job_dir=job_dir)
     signal.signal(signal.SIGTERM, CANCEL.handler)
+    beating = threading.Event()
+    threading.Thread(target=run.heartbeat, args=(beating,), daemon=True).start()
     try:
         job_dir.mkdir(parents=True, exist_ok=True)
         run_task(spec_path, run)
@@ -180,8 +207,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.exception("worker failed")
         run.fail("SYSTEM_ERROR", f"worker error: {redact_text(f'{type(exc).__name__}: {exc}')}")
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    beating.set()
     try:
         write_json_atomic(job_dir / "result.json", run.result())
+        # DONE tells the service that result.json is final even if the Pulsar that launched
+        # this worker is gone and its successor still reports the job as running.
+        run.progress("DONE")
     except OSError as exc:
         print(f"tesp-worker: cannot write result.json: {exc.strerror}", file=sys.stderr)
         return 1
