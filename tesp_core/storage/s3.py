@@ -1,8 +1,9 @@
 """S3 transfers through boto3's managed transfer (multipart, streaming, threads).
 
 boto3 is imported only when an S3 transfer actually runs, so the rest of the storage
-package works on nodes without it. ``s3://bucket/key`` keys are taken literally (as the AWS
-CLI does): no percent-decoding, so spaces and non-ASCII characters are written as they are.
+package works on nodes without it. In ``s3://bucket/key`` the key is everything after the
+bucket, percent-decoded (the worker percent-quotes the relative parts it appends) and
+otherwise literal: spaces, non-ASCII, ``?`` and ``#`` are part of the key.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
+from urllib.parse import unquote
 
 from tesp_core.storage.base import (
     AccessDeniedError,
@@ -262,12 +264,12 @@ class S3Transport:
 
 
 def _split(url: str) -> tuple[str, str]:
-    """``s3://bucket/key`` -> (bucket, key), the key taken literally."""
+    """``s3://bucket/key`` -> (bucket, key), the key percent-decoded, otherwise literal."""
     rest = url[len("s3://") :] if url.lower().startswith("s3://") else ""
     bucket, _, key = rest.partition("/")
     if not bucket:
         raise StorageError(url, "an S3 URL needs a bucket: s3://bucket/key")
-    return bucket, key
+    return bucket, unquote(key)
 
 
 def _local_path(url: str, dest: Path, relative: str) -> Path:

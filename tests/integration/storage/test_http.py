@@ -186,3 +186,15 @@ def test_bad_config_is_a_storage_error_without_values() -> None:
     with pytest.raises(StorageError) as info:
         transport_for("http://h/x", {"http": {"hosts": {"h": {"password": 12345}}}})
     assert "12345" not in str(info.value)
+
+
+def test_credentials_are_not_forwarded_to_another_host(
+    http_server: HttpServer, scratch: Path
+) -> None:
+    (http_server.root / "f.txt").write_text("public")
+    other = http_server.url("/f.txt").replace("127.0.0.1", "localhost")
+    http_server.redirect("/start", other)
+    url = http_server.url("/start").replace("http://", "http://u:pw@")
+    HttpTransport({}).download_file(url, scratch / "f")
+    first, second = http_server.requests
+    assert "Authorization" in first[2] and "Authorization" not in second[2]

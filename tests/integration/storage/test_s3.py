@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 
@@ -39,6 +40,14 @@ def test_key_with_spaces_and_non_ascii_round_trips(
     assert body == src.read_bytes()
     transport.download_file(url, scratch / "back.txt")
     assert (scratch / "back.txt").read_bytes() == src.read_bytes()
+
+
+def test_percent_quoted_key_is_decoded(s3_server: S3Server, scratch: Path) -> None:
+    # The worker appends percent-quoted relative paths to output URLs.
+    s3_server.client.put_object(Bucket=s3_server.bucket, Key=ODD_KEY, Body=b"q")
+    url = f"s3://{s3_server.bucket}/{quote(ODD_KEY)}"
+    S3Transport(s3_server.config).download_file(url, scratch / "q")
+    assert (scratch / "q").read_bytes() == b"q"
 
 
 def test_directory_is_every_object_under_the_prefix(s3_server: S3Server, scratch: Path) -> None:
