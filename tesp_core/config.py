@@ -49,9 +49,6 @@ class Settings(BaseSettings):
     # Give up on a job Pulsar reports running after this long (None: no limit).
     max_task_seconds: float | None = Field(default=None, gt=0)
     poll_interval_max: float = Field(default=2.0, gt=0)
-    # Opt-in synchronous creation: POST /tasks answers once the task ended or after this
-    # many seconds, whichever comes first (0: answer at once).
-    create_wait_seconds: float = Field(default=0.0, ge=0, le=600)
 
     # Where executors run and how. None picks bwrap when installed, else none.
     runtime: RuntimeKind | None = None

@@ -78,7 +78,6 @@ class Tesp:
                 max_in_flight=s.max_in_flight,
                 poll_max=s.poll_interval_max,
                 max_task_seconds=s.max_task_seconds,
-                create_wait_seconds=s.create_wait_seconds,
             ),
         )
         self.service.start()

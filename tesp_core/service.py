@@ -88,8 +88,6 @@ class Limits:
     done_grace_seconds: float = 5.0
     max_task_seconds: float | None = None
     backend_retry_seconds: float = 300.0
-    # Opt-in: create_task returns once the task ended or this many seconds passed.
-    create_wait_seconds: float = 0.0
 
 
 @dataclass
@@ -133,7 +131,6 @@ class TaskService:
         self._stop = threading.Event()
         self._queue: deque[str] = deque()
         self._active: dict[str, _Tracked] = {}
-        self._ended: dict[str, threading.Event] = {}
         self._pool = ThreadPoolExecutor(
             max_workers=min(32, self.limits.max_in_flight + 4), thread_name_prefix="tesp-backend"
         )
@@ -157,17 +154,9 @@ class TaskService:
         task.logs = None
         self.store.insert(StoredTask(task, owner))
         log.info("task %s: created (%d executors)", task.id, len(task.executors))
-        wait = self.limits.create_wait_seconds
-        ended = threading.Event()
         with self._lock:
-            if wait > 0:
-                self._ended[task.id] = ended
             self._queue.append(task.id)
         self._wake.set()
-        if wait > 0:
-            ended.wait(wait)
-            with self._lock:
-                self._ended.pop(task.id, None)
         return task.id
 
     def get_task(self, task_id: str, owner: str | None = None) -> Task:
@@ -472,10 +461,6 @@ class TaskService:
             self.store.update(StoredTask(task, stored.owner, stored.backend))
         if state is not current:
             log.info("task %s: %s -> %s", task_id, current.value, state.value)
-        if state.is_terminal:
-            waiter = self._ended.get(task_id)
-            if waiter is not None:
-                waiter.set()
         return True
 
     def _finish(
