@@ -33,13 +33,20 @@ def serve(settings: Settings) -> int:
 
     from tesp_core.runtime import Tesp
     from tesp_core.server import create_app
+    from tesp_core.server.auth import build_authenticator
 
-    if not _is_loopback(settings.host):
+    if settings.auth_mode == "none" and not _is_loopback(settings.host):
         print(
-            f"tesp: refusing to listen on {settings.host}: authentication is not configured, "
-            "so only a loopback address (127.0.0.1, ::1, localhost) is allowed",
+            f"tesp: refusing to listen on {settings.host}: authentication is not configured "
+            "(auth_mode 'none'), so only a loopback address (127.0.0.1, ::1, localhost) is "
+            "allowed",
             file=sys.stderr,
         )
+        return 2
+    try:
+        build_authenticator(settings)
+    except ValueError as exc:
+        print(f"tesp: invalid authentication settings: {exc}", file=sys.stderr)
         return 2
     tesp = Tesp(settings).start()
     try:
@@ -84,6 +91,9 @@ def _parser() -> argparse.ArgumentParser:
         help="allow file:// inputs and outputs under DIR (repeatable)",
     )
     srv.add_argument("--max-in-flight", type=int, help="Pulsar jobs kept in flight at once")
+    sub.add_parser(
+        "hash-password", help="read a password on stdin, print its hash for basic_users"
+    )
     return parser
 
 
@@ -93,6 +103,15 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s [%(name)s] %(message)s"
     )
+    if args.command == "hash-password":
+        from tesp_core.server.auth import hash_password
+
+        password = sys.stdin.readline().rstrip("\n")
+        if not password:
+            print("tesp: no password on stdin", file=sys.stderr)
+            return 2
+        print(hash_password(password))
+        return 0
     if args.command == "serve":
         overrides: dict[str, Any] = {
             "host": args.host,

@@ -13,7 +13,7 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -24,6 +24,42 @@ from pydantic_settings import (
 _CONFIG_FILE: ContextVar[Path | None] = ContextVar("tesp_config_file", default=None)
 
 RuntimeKind = Literal["none", "bwrap", "docker", "podman", "apptainer", "singularity"]
+
+
+class FtpHostCredentials(BaseModel):
+    """An FTP login for one ``host[:port]`` (setting ``ftp_hosts``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    username: str
+    password: SecretStr | None = None
+
+
+class HttpHostCredentials(BaseModel):
+    """HTTP Basic credentials or a bearer token for one ``host[:port]`` (``http_hosts``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    username: str | None = None
+    password: SecretStr | None = None
+    bearer_token: SecretStr | None = None
+
+    @model_validator(mode="after")
+    def _username_or_token(self) -> HttpHostCredentials:
+        if self.username is None and self.bearer_token is None:
+            raise ValueError("give a username (and password) or a bearer_token")
+        if self.password is not None and self.username is None:
+            raise ValueError("a password needs a username")
+        return self
+
+
+class BasicUserSetting(BaseModel):
+    """One HTTP Basic user: a ``tesp hash-password`` hash and the user's roles."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    password_hash: SecretStr
+    roles: list[str] = Field(default_factory=lambda: ["user"])
 
 
 def _default_data_dir() -> Path:
@@ -56,20 +92,54 @@ class Settings(BaseSettings):
     # embedded Pulsar, ``python3`` for an external one.
     worker_python: str | None = None
 
-    # Storage.
+    # Storage (docs/storage.md). The embedded Pulsar runs jobs in a clean environment, so
+    # the worker sees only what these settings put into its spec.
     file_roots: list[str] = Field(default_factory=list)
+    # None: AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL of the server, else AWS itself.
     s3_endpoint_url: str | None = None
+    # None: the region of the server's AWS configuration (AWS_REGION, ~/.aws/config...).
+    s3_region: str | None = None
+    # None: the server's AWS credential chain, resolved once at start-up (if any).
+    s3_access_key_id: SecretStr | None = None
+    s3_secret_access_key: SecretStr | None = None
+    s3_session_token: SecretStr | None = None
+    # False: workers use their node's own AWS chain instead of the server's credentials.
+    s3_server_credentials: bool = True
+    s3_addressing_style: Literal["auto", "path", "virtual"] | None = None
+    # Per-host credentials, keyed "host:port" (tried first) or "host".
+    http_hosts: dict[str, HttpHostCredentials] = Field(default_factory=dict)
+    ftp_hosts: dict[str, FtpHostCredentials] = Field(default_factory=dict)
 
     # Limits of what a client may send.
     max_content_bytes: int = Field(default=1024 * 1024, ge=128 * 1024)
     max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=256 * 1024)
     log_tail_bytes: int = Field(default=64 * 1024, ge=1024)
 
+    # Authentication (docs/auth.md). "none" is only allowed on a loopback address.
+    auth_mode: Literal["none", "basic", "oidc"] = "none"
+    basic_users: dict[str, BasicUserSetting] = Field(default_factory=dict)
+    oidc_issuers: list[str] = Field(default_factory=list)
+    oidc_audience: str | None = None
+    oidc_algorithms: list[str] = Field(default_factory=lambda: ["RS256", "ES256"])
+    oidc_roles_claim: str = "roles"
+    # A principal with admin_role sees and cancels every task; when user_role is set, a
+    # principal without it (and without admin_role) is refused with 403.
+    admin_role: str = "admin"
+    user_role: str = ""
+
     # Service-info.
     service_id: str = "org.tesp.local"
     service_name: str = "TESP"
     organization_name: str = "TESP"
     organization_url: str = "https://example.org/tesp"
+
+    @model_validator(mode="after")
+    def _s3_key_pair(self) -> Settings:
+        if (self.s3_access_key_id is None) != (self.s3_secret_access_key is None):
+            raise ValueError("set both s3_access_key_id and s3_secret_access_key, or neither")
+        if self.s3_session_token is not None and self.s3_access_key_id is None:
+            raise ValueError("s3_session_token needs s3_access_key_id and s3_secret_access_key")
+        return self
 
     @classmethod
     def settings_customise_sources(

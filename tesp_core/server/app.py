@@ -1,12 +1,14 @@
-"""The FastAPI application: routes of TES 1.1 over a :class:`TaskService`."""
+"""The FastAPI application: routes of TES 1.1 over a :class:`TaskService`.
 
-from __future__ import annotations
+No ``from __future__ import annotations`` here: FastAPI must see the real annotation
+objects of the route functions, whose dependencies are local to :func:`_router`.
+"""
 
 import json
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, FastAPI, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
@@ -17,8 +19,10 @@ from tesp_core.models import ServiceInfo, State, View, render
 from tesp_core.models.service_info import Organization
 from tesp_core.policy import SUPPORTED_BACKEND_PARAMETERS
 from tesp_core.runtime import storage_listing
+from tesp_core.server.auth import ANONYMOUS_ADMIN, Principal, build_authenticator
 from tesp_core.server.errors import install_error_handlers
 from tesp_core.service import TaskService
+from tesp_core.storage.redact import redact_url
 from tesp_core.store.base import ListQuery
 
 BASE_PATHS = ("/ga4gh/tes/v1", "/v1")
@@ -76,6 +80,17 @@ def _state(value: str | None) -> State | None:
 def _router(service: TaskService, settings: Settings) -> APIRouter:
     router = APIRouter()
     info = _service_info(settings)
+    authenticator = build_authenticator(settings)
+
+    async def principal(
+        authorization: Annotated[str | None, Header()] = None,
+    ) -> Principal:
+        if authenticator is None:
+            return ANONYMOUS_ADMIN
+        # Password hashing and JWKS fetches block: keep them off the event loop.
+        return await run_in_threadpool(authenticator.authenticate, authorization)
+
+    Caller = Annotated[Principal, Depends(principal)]
 
     @router.get("/service-info", tags=["TaskService"])
     async def get_service_info() -> JSONResponse:
@@ -83,7 +98,7 @@ def _router(service: TaskService, settings: Settings) -> APIRouter:
         return JSONResponse(info)
 
     @router.post("/tasks", tags=["TaskService"])
-    async def create_task(request: Request) -> JSONResponse:
+    async def create_task(request: Request, caller: Caller) -> JSONResponse:
         """Create a task; answers ``{"id": ...}``."""
         raw = await request.body()
         if len(raw) > settings.max_body_bytes:
@@ -94,11 +109,12 @@ def _router(service: TaskService, settings: Settings) -> APIRouter:
             raise InvalidTaskError("body", f"not valid JSON: {exc}") from exc
         if not isinstance(body, dict):
             raise InvalidTaskError("body", "must be a JSON object (a tesTask)")
-        task_id = await run_in_threadpool(service.create_task, body)
+        task_id = await run_in_threadpool(service.create_task, body, caller.name)
         return JSONResponse({"id": task_id})
 
     @router.get("/tasks", tags=["TaskService"])
     async def list_tasks(
+        caller: Caller,
         name_prefix: str | None = None,
         state: str | None = None,
         tag_key: Annotated[list[str] | None, Query()] = None,
@@ -118,25 +134,26 @@ def _router(service: TaskService, settings: Settings) -> APIRouter:
             tags=[(k, values[i] if i < len(values) else "") for i, k in enumerate(keys)],
             page_size=page_size,
             page_token=page_token or None,
+            owner=caller.owner_filter,
             minimal=chosen is View.MINIMAL,
         )
         tasks, token = await run_in_threadpool(service.list_tasks, query)
-        body: dict[str, Any] = {"tasks": [render(t, chosen) for t in tasks]}
+        body: dict[str, Any] = {"tasks": [render(t, chosen, redact_url=redact_url) for t in tasks]}
         if token:
             body["next_page_token"] = token
         return JSONResponse(body)
 
     @router.get("/tasks/{task_id}", tags=["TaskService"])
-    async def get_task(task_id: str, view: str | None = None) -> JSONResponse:
+    async def get_task(task_id: str, caller: Caller, view: str | None = None) -> JSONResponse:
         """One task in the requested view (default MINIMAL)."""
         chosen = _view(view)
-        task = await run_in_threadpool(service.get_task, task_id)
-        return JSONResponse(render(task, chosen))
+        task = await run_in_threadpool(service.get_task, task_id, caller.owner_filter)
+        return JSONResponse(render(task, chosen, redact_url=redact_url))
 
     @router.post("/tasks/{task_id}:cancel", tags=["TaskService"])
-    async def cancel_task(task_id: str) -> JSONResponse:
+    async def cancel_task(task_id: str, caller: Caller) -> JSONResponse:
         """Cancel a task; a task that already ended is left as it is."""
-        await run_in_threadpool(service.cancel_task, task_id)
+        await run_in_threadpool(service.cancel_task, task_id, caller.owner_filter)
         return JSONResponse({})
 
     return router

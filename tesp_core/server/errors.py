@@ -13,6 +13,7 @@ from tesp_core.errors import (
     TaskNotFoundError,
     TespError,
 )
+from tesp_core.server.auth import AuthError, NotAllowedError
 
 _STATUS: list[tuple[type[TespError], int]] = [
     (InvalidTaskError, 400),
@@ -38,6 +39,16 @@ def install_error_handlers(app: FastAPI) -> None:
         status = next((code for cls, code in _STATUS if isinstance(exc, cls)), 500)
         field = exc.field if isinstance(exc, InvalidTaskError) else None
         return error_body(status, str(exc), field)
+
+    @app.exception_handler(AuthError)
+    async def _unauthenticated(_: Request, exc: AuthError) -> JSONResponse:
+        response = error_body(401, str(exc))
+        response.headers["WWW-Authenticate"] = 'Basic realm="tes", Bearer'
+        return response
+
+    @app.exception_handler(NotAllowedError)
+    async def _forbidden(_: Request, exc: NotAllowedError) -> JSONResponse:
+        return error_body(403, str(exc))
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
