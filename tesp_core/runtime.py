@@ -7,15 +7,21 @@ and the embedded mode of the workflow adapters all start TESP through :class:`Te
 from __future__ import annotations
 
 import logging
+import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import Any
+
+from pydantic import SecretStr
 
 from tesp_core.backends.embedded import EmbeddedPulsar
 from tesp_core.backends.pulsar import PulsarBackend
 from tesp_core.config import Settings
 from tesp_core.policy import Policy
 from tesp_core.service import Limits, TaskService
+from tesp_core.storage.redact import redact_url
 from tesp_core.store.sqlite import SQLiteTaskStore
 from tesp_core.translate import WorkerOptions
 from tesp_core.worker.package import build_zipapp
@@ -56,9 +62,7 @@ class Tesp:
             worker_python=python,
             concurrency=s.max_in_flight + 4,
         )
-        storage: dict[str, object] = {}
-        if s.s3_endpoint_url:
-            storage["s3"] = {"endpoint_url": s.s3_endpoint_url}
+        storage = worker_storage(s)
         self.service = TaskService(
             store,
             backend,
@@ -109,6 +113,143 @@ class Tesp:
 
 
 def storage_listing(settings: Settings) -> list[str]:
-    """What ``service-info.storage`` advertises: the file roots and the remote schemes."""
+    """What ``service-info.storage`` advertises: the file roots, the remote schemes, and the
+    S3 endpoint when one is configured.
+    """
     roots = [Path(r).as_uri() for r in settings.file_roots]
-    return [*roots, "http://", "https://", "ftp://", "s3://"]
+    listing = [*roots, "http://", "https://", "ftp://", "s3://"]
+    endpoint = s3_endpoint(settings)
+    if endpoint:
+        listing.append(f"s3:// (endpoint {redact_url(endpoint)})")
+    return listing
+
+
+# -- the worker spec's storage section ---------------------------------------------------
+#
+# The embedded Pulsar starts jobs in a clean environment (HOME, PATH, TMPDIR only), and an
+# external Pulsar's nodes have their own, so nothing the server's environment says about
+# storage reaches the worker unless it travels in the spec. Shape: docs/worker-protocol.md.
+
+
+def s3_endpoint(settings: Settings) -> str | None:
+    """The S3 endpoint: the setting, else the server's ``AWS_ENDPOINT_URL_S3`` /
+    ``AWS_ENDPOINT_URL`` (as boto3 reads them), else None (AWS itself).
+    """
+    if settings.s3_endpoint_url:
+        return settings.s3_endpoint_url
+    if os.environ.get("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS", "").lower() == "true":
+        return None
+    return os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or None
+
+
+@dataclass(frozen=True, repr=False)
+class AwsChain:
+    """What the server's own AWS configuration resolves to (credentials frozen)."""
+
+    region: str | None = None
+    access_key_id: str | None = None
+    secret_access_key: str | None = None
+    session_token: str | None = None
+    method: str | None = None
+
+    def __repr__(self) -> str:
+        return f"AwsChain(region={self.region!r}, method={self.method!r}, credentials=***)"
+
+
+def resolve_aws_chain() -> AwsChain:
+    """Resolve boto3's credential chain and region once, here on the server.
+
+    Empty when boto3 is not installed or nothing is configured. The EC2 instance-metadata
+    provider is left out: those credentials belong to the machine (a worker on it reaches
+    them itself), and probing for them off EC2 costs seconds at every start.
+    """
+    try:
+        import boto3  # noqa: F401 - the documented requirement; botocore comes with it
+        import botocore.session
+    except ImportError:
+        return AwsChain()
+    try:
+        session = botocore.session.Session()
+        session.get_component("credential_provider").remove("iam-role")
+        region = session.get_config_variable("region") or None
+        creds = session.get_credentials()
+        frozen = creds.get_frozen_credentials() if creds is not None else None
+    except Exception as exc:  # a broken ~/.aws raises many kinds; none must stop TESP
+        log.warning("S3: the server's AWS configuration is unusable (%s)", type(exc).__name__)
+        return AwsChain()
+    if frozen is None or not frozen.access_key or not frozen.secret_key:
+        return AwsChain(region=region)
+    return AwsChain(
+        region, frozen.access_key, frozen.secret_key, frozen.token or None, creds.method
+    )
+
+
+def worker_storage(settings: Settings, chain: AwsChain | None = None) -> dict[str, Any]:
+    """The ``storage`` section of every worker spec (``file_roots`` is added by translate).
+
+    ``chain`` defaults to :func:`resolve_aws_chain`; it is consulted for what the S3
+    settings leave unset. Holds secrets: never log the result.
+    """
+    storage: dict[str, Any] = {}
+    s3 = _s3_section(settings, chain)
+    if s3:
+        storage["s3"] = s3
+    if settings.http_hosts:
+        storage["http"] = {
+            "hosts": {
+                host: {
+                    "username": c.username,
+                    "password": _reveal(c.password),
+                    "bearer_token": _reveal(c.bearer_token),
+                }
+                for host, c in settings.http_hosts.items()
+            }
+        }
+    if settings.ftp_hosts:
+        storage["ftp"] = {
+            "hosts": {
+                host: {"username": c.username, "password": _reveal(c.password)}
+                for host, c in settings.ftp_hosts.items()
+            }
+        }
+    log.info(
+        "storage: S3 endpoint %s; HTTP credentials for %s; FTP logins for %s",
+        redact_url(s3["endpoint_url"]) if "endpoint_url" in s3 else "(AWS)",
+        sorted(settings.http_hosts) or "no host",
+        sorted(settings.ftp_hosts) or "no host",
+    )
+    return storage
+
+
+def _s3_section(settings: Settings, chain: AwsChain | None) -> dict[str, str]:
+    explicit = settings.s3_access_key_id is not None
+    if chain is None:
+        need_chain = settings.s3_region is None or (not explicit and settings.s3_server_credentials)
+        chain = resolve_aws_chain() if need_chain else AwsChain()
+    values: dict[str, str | None] = {
+        "endpoint_url": s3_endpoint(settings),
+        "region": settings.s3_region or chain.region,
+        "addressing_style": settings.s3_addressing_style,
+    }
+    if explicit:
+        values["aws_access_key_id"] = _reveal(settings.s3_access_key_id)
+        values["aws_secret_access_key"] = _reveal(settings.s3_secret_access_key)
+        values["aws_session_token"] = _reveal(settings.s3_session_token)
+        log.info("S3: workers get the configured credentials (s3_access_key_id)")
+    elif settings.s3_server_credentials and chain.access_key_id:
+        values["aws_access_key_id"] = chain.access_key_id
+        values["aws_secret_access_key"] = chain.secret_access_key
+        values["aws_session_token"] = chain.session_token
+        log.info("S3: workers get the server's AWS credentials (from %s)", chain.method)
+        if chain.session_token:
+            log.warning(
+                "S3: the server's AWS credentials are temporary (%s); they were read once at "
+                "start-up and will expire. Configure s3_access_key_id/s3_secret_access_key, "
+                "or set s3_server_credentials = false to let nodes use their own.",
+                chain.method,
+            )
+    return {key: value for key, value in values.items() if value}
+
+
+def _reveal(secret: SecretStr | None) -> str | None:
+    return secret.get_secret_value() if secret is not None else None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from enum import StrEnum
 from typing import Any
 
@@ -16,15 +17,24 @@ class View(StrEnum):
     FULL = "FULL"
 
 
-def render(task: Task, view: View) -> dict[str, Any]:
+def render(
+    task: Task, view: View, *, redact_url: Callable[[str], str] | None = None
+) -> dict[str, Any]:
     """Serialize ``task`` for ``view``.
 
     MINIMAL is ``id`` and ``state``. BASIC is everything but executor stdout/stderr, input
-    ``content`` and ``system_logs``. FULL is everything.
+    ``content`` and ``system_logs``. FULL is everything. ``redact_url`` (the server passes
+    ``tesp_core.storage.redact_url``; models import nothing of TESP) rewrites every
+    ``inputs[].url`` and ``outputs[].url``, so credentials a client put in a URL are not
+    shown back; the stored task keeps the real URL for the worker.
     """
     if view is View.MINIMAL:
         return {"id": task.id, "state": task.state}
     data = task.model_dump(mode="json", exclude_none=True)
+    if redact_url is not None:
+        for item in [*data.get("inputs", []), *data.get("outputs", [])]:
+            if "url" in item:
+                item["url"] = redact_url(item["url"])
     if view is View.BASIC:
         for item in data.get("inputs", []):
             item.pop("content", None)
