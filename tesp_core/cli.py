@@ -91,9 +91,7 @@ def _parser() -> argparse.ArgumentParser:
         help="allow file:// inputs and outputs under DIR (repeatable)",
     )
     srv.add_argument("--max-in-flight", type=int, help="Pulsar jobs kept in flight at once")
-    sub.add_parser(
-        "hash-password", help="read a password on stdin, print its hash for basic_users"
-    )
+    sub.add_parser("hash-password", help="read a password on stdin, print its hash for basic_users")
     return parser
 
 
