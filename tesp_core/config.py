@@ -29,7 +29,7 @@ RuntimeKind = Literal["none", "bwrap", "docker", "podman", "apptainer", "singula
 class FtpHostCredentials(BaseModel):
     """An FTP login for one ``host[:port]`` (setting ``ftp_hosts``)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
 
     username: str
     password: SecretStr | None = None
@@ -38,7 +38,7 @@ class FtpHostCredentials(BaseModel):
 class HttpHostCredentials(BaseModel):
     """HTTP Basic credentials or a bearer token for one ``host[:port]`` (``http_hosts``)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
 
     username: str | None = None
     password: SecretStr | None = None
@@ -70,7 +70,8 @@ def _default_data_dir() -> Path:
 class Settings(BaseSettings):
     """Everything a TESP server can be told. See docs/configuration.md."""
 
-    model_config = SettingsConfigDict(env_prefix="TESP_", extra="forbid")
+    # hide_input_in_errors: a ValidationError must not echo a credential it was given.
+    model_config = SettingsConfigDict(env_prefix="TESP_", extra="forbid", hide_input_in_errors=True)
 
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
@@ -84,6 +85,9 @@ class Settings(BaseSettings):
     max_in_flight: int = Field(default=8, ge=1)
     # Give up on a job Pulsar reports running after this long (None: no limit).
     max_task_seconds: float | None = Field(default=None, gt=0)
+    # While Pulsar is unreachable, tasks wait and are retried with backoff; after this long
+    # a task that could not be submitted or polled ends in SYSTEM_ERROR.
+    backend_retry_seconds: float = Field(default=300.0, gt=0)
     poll_interval_max: float = Field(default=2.0, gt=0)
 
     # Where executors run and how. None picks bwrap when installed, else none.

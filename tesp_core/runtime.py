@@ -82,6 +82,7 @@ class Tesp:
                 max_in_flight=s.max_in_flight,
                 poll_max=s.poll_interval_max,
                 max_task_seconds=s.max_task_seconds,
+                backend_retry_seconds=s.backend_retry_seconds,
             ),
         )
         self.service.start()

@@ -42,6 +42,8 @@ from tesp_core.translate import WorkerOptions, worker_spec
 
 log = logging.getLogger(__name__)
 
+RESULT = "result.json"
+
 _RANK = {
     State.UNKNOWN: 0,
     State.QUEUED: 1,
@@ -99,6 +101,7 @@ class _Tracked:
     first_seen: float = field(default_factory=time.monotonic)
     unreachable_since: float | None = None
     running: bool = False
+    submitted: bool = False
     # Re-attached after a restart: Pulsar may report the job running forever.
     recovered: bool = False
     progress_read: float = 0.0
@@ -210,12 +213,12 @@ class TaskService:
             task_id = stored.task.id
             assert task_id is not None
             if stored.backend.get("submitted"):
-                self._active[task_id] = _Tracked(task_id, recovered=True)
-            elif stored.task.state is State.CANCELING:
+                self._active[task_id] = _Tracked(task_id, recovered=True, submitted=True)
+            elif stored.task.state is State.CANCELING and not stored.backend.get("submitting"):
                 self._finish(task_id, State.CANCELED, [])
             else:
-                # Never reached the backend (or we died mid-submit): submitting again is
-                # safe because the Pulsar job id is the task id.
+                # Never reached the backend, or we died mid-submit: _submit asks Pulsar
+                # first, so a job that did start is attached to, not started twice.
                 self._queue.append(task_id)
         if self._active or self._queue:
             log.info(
@@ -239,13 +242,11 @@ class TaskService:
         with self._lock:
             while self._queue and len(self._active) < self.limits.max_in_flight:
                 task_id = self._queue.popleft()
-                tracked = _Tracked(task_id, busy=True)
-                self._active[task_id] = tracked
-                self._pool.submit(self._submit, tracked)
+                self._active[task_id] = _Tracked(task_id)
             due = [t for t in self._active.values() if not t.busy and t.next_poll <= now]
             for tracked in due:
                 tracked.busy = True
-                self._pool.submit(self._poll, tracked)
+                self._pool.submit(self._poll if tracked.submitted else self._submit, tracked)
             waiting = [t.next_poll for t in self._active.values() if not t.busy]
         return max(0.0, min(waiting) - now) if waiting else self.limits.poll_max
 
@@ -270,37 +271,57 @@ class TaskService:
     def _submit(self, tracked: _Tracked) -> None:
         task_id = tracked.task_id
         stored = self.store.get(task_id)
-        if stored is None or stored.task.state is not State.QUEUED:
+        if stored is None or stored.task.state not in (State.QUEUED, State.CANCELING):
             self._forget(task_id)
             return
-        spec = worker_spec(stored.task, self.worker_options)
+        if stored.task.state is State.CANCELING and not stored.backend.get("submitting"):
+            self._finish(task_id, State.CANCELED, [])
+            self._forget(task_id)
+            return
         try:
-            self.store.update(StoredTask(stored.task, stored.owner, {"submitting": True}))
-            self.backend.submit(task_id, spec, self.worker_zipapp)
+            if not (stored.backend.get("submitting") and self._already_started(task_id)):
+                self.store.update_backend(task_id, {"submitting": True})
+                self.backend.submit(
+                    task_id, worker_spec(stored.task, self.worker_options), self.worker_zipapp
+                )
         except BackendUnavailableError as exc:
-            if self._backend_down_too_long(tracked, str(exc)):
-                return
-            log.warning("task %s: backend unavailable, will retry: %s", task_id, exc)
-            with self._lock:
-                self._active.pop(task_id, None)
-                self._queue.appendleft(task_id)
-            self._wake.wait(min(5.0, self.limits.poll_max))
-            self._wake.set()
+            if not self._backend_down_too_long(tracked, str(exc)):
+                log.warning("task %s: backend unavailable, will retry: %s", task_id, exc)
+                self._backoff(tracked)
             return
         except BackendError as exc:
             self._finish(task_id, State.SYSTEM_ERROR, [f"submitting to the backend failed: {exc}"])
             self._forget(task_id)
             return
+        self.store.update_backend(task_id, {"submitted": True})
+        tracked.submitted, tracked.unreachable_since = True, None
         meta = {"backend": "pulsar", "pulsar_job_id": task_id}
-        with self._lock:
-            current = self.store.get(task_id)
-            if current is not None:
-                self.store.update(StoredTask(current.task, current.owner, {"submitted": True}))
         self._transition(task_id, State.QUEUED, lambda t: _start_log(t, meta))
         log.info("task %s: submitted to Pulsar", task_id)
+        current = self.store.get(task_id)
         if current is not None and current.task.state is State.CANCELING:
             self._kill(task_id)
         self._reschedule(tracked, reset=True)
+
+    def _already_started(self, task_id: str) -> bool:
+        """After a crash mid-submit: did the Pulsar job start? (Then attach, never rerun.)"""
+        try:
+            status = self.backend.status(task_id)
+        except BackendJobLostError:
+            return False
+        if status.phase in ("queued", "initializing", "running"):
+            return True
+        # A job Pulsar set up but never launched reads as "complete"; the worker writes
+        # progress.json first thing, so its absence means the task never ran.
+        return self.backend.read_json(task_id, "progress.json") is not None
+
+    def _backoff(self, tracked: _Tracked) -> None:
+        """Retry a backend call later, backing off exponentially up to 30 s."""
+        with self._lock:
+            tracked.interval = min(max(tracked.interval * 2, 0.5), 30.0)
+            tracked.next_poll = time.monotonic() + tracked.interval
+            tracked.busy = False
+        self._wake.set()
 
     def _poll(self, tracked: _Tracked) -> None:
         task_id = tracked.task_id
@@ -316,7 +337,7 @@ class TaskService:
             self._forget(task_id)
         except BackendUnavailableError as exc:
             if not self._backend_down_too_long(tracked, str(exc)):
-                self._reschedule(tracked)
+                self._backoff(tracked)
         except BackendError as exc:
             self._finish(task_id, State.SYSTEM_ERROR, [f"backend error: {exc}"])
             self._forget(task_id)
@@ -382,23 +403,36 @@ class TaskService:
 
     def _on_done(self, task_id: str, phase: str, stderr: str) -> None:
         stored = self.store.get(task_id)
-        canceling = stored is not None and stored.task.state is State.CANCELING
-        result = self.backend.read_json(task_id, "result.json")
-        if canceling or phase == "cancelled":
-            self._finish(task_id, State.CANCELED, [], result)
-        elif result is None:
-            tail = stderr.strip()[-2000:]
+        if stored is not None and stored.task.state is State.CANCELING:
+            self._finish(task_id, State.CANCELED, [], self.backend.read_json(task_id, RESULT))
+        elif phase == "lost":
             self._finish(
                 task_id,
                 State.SYSTEM_ERROR,
-                [
-                    f"the worker ended (Pulsar status {phase!r}) without writing result.json"
-                    + (f"; its stderr ends with: {tail}" if tail else "")
-                ],
+                ["the Pulsar job vanished: Pulsar reports it lost (its job directory is gone)"],
+            )
+        elif phase == "cancelled":
+            self._finish(
+                task_id,
+                State.SYSTEM_ERROR,
+                ["the Pulsar job was cancelled on the Pulsar side, not through TES"],
+                self.backend.read_json(task_id, RESULT),
             )
         else:
-            state = State(result.get("state", "SYSTEM_ERROR"))
-            self._finish(task_id, state, [], result)
+            result = self.backend.read_json(task_id, RESULT)
+            if result is None:
+                tail = stderr.strip()[-2000:]
+                self._finish(
+                    task_id,
+                    State.SYSTEM_ERROR,
+                    [
+                        f"the worker ended (Pulsar status {phase!r}) without writing {RESULT}"
+                        + (f"; its stderr ends with: {tail}" if tail else "")
+                    ],
+                )
+            else:
+                state = _result_state(result.get("state"))
+                self._finish(task_id, state, [], result)
         self._clean(task_id)
 
     def _kill(self, task_id: str) -> None:
@@ -458,7 +492,7 @@ class TaskService:
             task.state = state
             if mutate is not None:
                 mutate(task)
-            self.store.update(StoredTask(task, stored.owner, stored.backend))
+            self.store.update_task(task)
         if state is not current:
             log.info("task %s: %s -> %s", task_id, current.value, state.value)
         return True
@@ -481,6 +515,14 @@ class TaskService:
             task.logs = [tlog]
 
         self._transition(task_id, state, apply)
+
+
+def _result_state(value: object) -> State:
+    """The task state a worker result names; a worker-side cancel we did not ask for (or
+    anything unexpected) is a system error."""
+    if value in ("COMPLETE", "EXECUTOR_ERROR", "SYSTEM_ERROR"):
+        return State(str(value))
+    return State.SYSTEM_ERROR
 
 
 def _start_log(task: Task, metadata: dict[str, str]) -> None:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 import os
 import secrets
+import signal
 import subprocess
 import sys
 import threading
@@ -19,7 +22,10 @@ log = logging.getLogger(__name__)
 class EmbeddedPulsar:
     """A Pulsar server in a child process, with its staging area under ``root``.
 
-    A random private token guards it, so other local users cannot submit jobs to it.
+    A random private token guards it, so other local users cannot submit jobs to it. Its
+    pid, port and token are kept in ``root/embedded.json`` (mode 0600): a TESP that was
+    killed without stopping it leaves it running its jobs, and the next TESP on the same
+    data directory adopts it instead of starting a second Pulsar on the same staging area.
     """
 
     def __init__(self, root: Path, *, concurrent_jobs: int = 8, host: str = "127.0.0.1") -> None:
@@ -29,10 +35,18 @@ class EmbeddedPulsar:
         self.token = secrets.token_urlsafe(24)
         self.url: str | None = None
         self._proc: subprocess.Popen[str] | None = None
+        self._adopted: int | None = None
+
+    @property
+    def _state_file(self) -> Path:
+        return self.root / "embedded.json"
 
     def start(self, timeout: float = 60.0) -> str:
-        """Start Pulsar and wait until it answers; return its base URL."""
+        """Start Pulsar (or adopt the one a crashed TESP left) and return its base URL."""
         self.root.mkdir(parents=True, exist_ok=True)
+        if self._adopt():
+            assert self.url is not None
+            return self.url
         app_conf = self._write_app_conf()
         log_file = open(self.root / "pulsar.log", "a")  # noqa: SIM115 - owned by the child
         env = dict(os.environ, PYTHONUNBUFFERED="1")
@@ -58,6 +72,9 @@ class EmbeddedPulsar:
         port = self._read_port(timeout)
         self.url = f"http://{self.host}:{port}"
         self._wait_healthy(timeout)
+        fd = os.open(self._state_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            json.dump({"pid": self._proc.pid, "url": self.url, "token": self.token}, fh)
         log.info(
             "embedded Pulsar %s running at %s (staging in %s)",
             self._proc.pid,
@@ -66,8 +83,28 @@ class EmbeddedPulsar:
         )
         return self.url
 
+    def _adopt(self) -> bool:
+        try:
+            state = json.loads(self._state_file.read_text())
+            pid, url, token = int(state["pid"]), str(state["url"]), str(state["token"])
+            os.kill(pid, 0)
+            ok = requests.get(f"{url}/healthz", params={"private_token": token}, timeout=5).ok
+        except (OSError, ValueError, KeyError, requests.RequestException):
+            return False
+        if not ok:
+            return False
+        self.url, self.token, self._adopted = url, token, pid
+        log.info("adopted the embedded Pulsar %s left running at %s", pid, url)
+        return True
+
     def stop(self) -> None:
         """Stop the Pulsar process (its running jobs are recovered on the next start)."""
+        if self._adopted is not None:
+            pid, self._adopted = self._adopted, None
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGTERM)
+            self._forget_state()
+            return
         proc, self._proc = self._proc, None
         if proc is None or proc.poll() is not None:
             return
@@ -77,14 +114,17 @@ class EmbeddedPulsar:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(5)
+        self._forget_state()
+
+    def _forget_state(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self._state_file.unlink()
 
     def _write_app_conf(self) -> Path:
         conf = self.root / "app.yml"
         staging = self.root / "staging"
         persistence = self.root / "persisted"
         # JSON is YAML: no YAML writer needed.
-        import json
-
         conf.write_text(
             json.dumps(
                 {

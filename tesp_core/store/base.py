@@ -41,8 +41,11 @@ class TaskStore(Protocol):
     def get(self, task_id: str) -> StoredTask | None:
         """Return the task with this id, or None."""
 
-    def update(self, stored: StoredTask) -> None:
-        """Replace the stored document and bookkeeping of an existing task."""
+    def update_task(self, task: Task) -> None:
+        """Replace the document and state of an existing task (not its bookkeeping)."""
+
+    def update_backend(self, task_id: str, backend: dict[str, Any]) -> None:
+        """Replace only the backend bookkeeping of a task (never its state)."""
 
     def list_page(self, query: ListQuery) -> tuple[list[Task], str | None]:
         """One page of tasks, newest first, and the token of the next page (None at the end).

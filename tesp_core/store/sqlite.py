@@ -107,14 +107,20 @@ class SQLiteTaskStore:
             ).fetchone()
         return None if row is None else _stored(row)
 
-    def update(self, stored: StoredTask) -> None:
-        """Replace a task's document, state and backend bookkeeping."""
-        task = stored.task
+    def update_task(self, task: Task) -> None:
+        """Replace a task's document and state (its backend bookkeeping is left alone)."""
         assert task.state is not None
         with self._lock:
             self._db.execute(
-                "UPDATE tasks SET state = ?, body = ?, backend = ? WHERE id = ?",
-                (task.state.value, _dump(task), json.dumps(stored.backend), task.id),
+                "UPDATE tasks SET state = ?, body = ? WHERE id = ?",
+                (task.state.value, _dump(task), task.id),
+            )
+
+    def update_backend(self, task_id: str, backend: dict[str, Any]) -> None:
+        """Replace a task's backend bookkeeping, leaving its document alone."""
+        with self._lock:
+            self._db.execute(
+                "UPDATE tasks SET backend = ? WHERE id = ?", (json.dumps(backend), task_id)
             )
 
     def list_page(self, query: ListQuery) -> tuple[list[Task], str | None]:

@@ -62,7 +62,8 @@ def test_survives_reopen_and_updates(tmp_path: Path) -> None:
     stored = store.get("t1")
     assert stored is not None
     stored.task.state = State.RUNNING
-    store.update(StoredTask(stored.task, stored.owner, {"submitted": True}))
+    store.update_task(stored.task)
+    store.update_backend("t1", {"submitted": True})
     store.close()
     again = SQLiteTaskStore(tmp_path / "db.sqlite")
     back = again.get("t1")

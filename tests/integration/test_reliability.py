@@ -1,0 +1,156 @@
+"""Nothing lost, nothing run twice: kill -9 of the server, a vanished Pulsar job, Pulsar down."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+
+from tests.conftest import TERMINAL, TespProcess, free_port, wait_for_state
+
+
+def _sleeper(marker: Path, seconds: float) -> dict:
+    return {
+        "name": f"sleeper-{marker.name}",
+        "executors": [
+            {"image": "a", "command": ["sh", "-c", f'sleep {seconds}; echo run >> "{marker}"']}
+        ],
+    }
+
+
+def test_kill_9_server_every_task_completes_exactly_once(tmp_path: Path) -> None:
+    runs = tmp_path / "storage" / "runs"
+    runs.mkdir(parents=True)
+    args = ["--runtime", "none", "--max-in-flight", "20"]
+    server = TespProcess(
+        data_dir=tmp_path / "data", storage=tmp_path / "storage", extra_args=args
+    ).start()
+    api = server.api
+    ids = [
+        requests.post(f"{api}/tasks", json=_sleeper(runs / str(n), 4), timeout=10).json()["id"]
+        for n in range(20)
+    ]
+    for task_id in ids:
+        wait_for_state(api, task_id, {"RUNNING"}, timeout=60)
+    assert server.proc is not None
+    os.kill(server.proc.pid, signal.SIGKILL)  # the server only: its Pulsar lives on
+    server.proc.wait(10)
+    # While TESP is down, one job disappears from Pulsar.
+    state = json.loads((tmp_path / "data" / "pulsar" / "embedded.json").read_text())
+    requests.put(
+        f"{state['url']}/jobs/{ids[0]}/cancel", params={"private_token": state["token"]}, timeout=10
+    )
+    deleted = requests.delete(
+        f"{state['url']}/jobs/{ids[0]}", params={"private_token": state["token"]}, timeout=10
+    )
+    assert deleted.ok
+    server.proc = None
+    again = TespProcess(
+        data_dir=tmp_path / "data", storage=tmp_path / "storage", extra_args=args, port=server.port
+    ).start()
+    try:
+        finals = {task_id: wait_for_state(api, task_id, TERMINAL, timeout=120) for task_id in ids}
+    finally:
+        again.stop()
+    lost = finals[ids[0]]
+    assert lost["state"] == "SYSTEM_ERROR"
+    assert "vanished" in " ".join(lost["logs"][0]["system_logs"])
+    for n, task_id in enumerate(ids[1:], start=1):
+        assert finals[task_id]["state"] == "COMPLETE", finals[task_id]
+        assert (runs / str(n)).read_text() == "run\n", f"task {n} ran more or less than once"
+    # The embedded Pulsar was adopted, not duplicated, and stopped with the server.
+    assert not (tmp_path / "data" / "pulsar" / "embedded.json").exists()
+
+
+class _Pulsar:
+    """A real Pulsar server (Pulsar's WSGI app) on a fixed loopback port."""
+
+    def __init__(self, root: Path, port: int) -> None:
+        self.root, self.port = root, port
+        self.proc: subprocess.Popen[bytes] | None = None
+        root.mkdir(parents=True, exist_ok=True)
+        (root / "app.yml").write_text(
+            json.dumps(
+                {
+                    "staging_directory": str(root / "staging"),
+                    "persistence_directory": str(root / "persisted"),
+                    "managers": {"_default_": {"type": "queued_python", "num_concurrent_jobs": 4}},
+                }
+            )
+        )
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        log = open(self.root / "pulsar.log", "ab")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "tesp_core.backends.pulsar_server",
+                "--app-conf",
+                str(self.root / "app.yml"),
+                "--port",
+                str(self.port),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+            cwd=self.root,
+        )
+        log.close()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if requests.get(f"{self.url}/healthz", timeout=1).ok:
+                    return
+            except requests.RequestException:
+                time.sleep(0.1)
+        raise RuntimeError("Pulsar did not start")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(10)
+            self.proc = None
+
+
+def test_pulsar_down_then_back_and_deadline(tmp_path: Path) -> None:
+    pulsar = _Pulsar(tmp_path / "pulsar", free_port())
+    server = TespProcess(
+        data_dir=tmp_path / "data",
+        storage=tmp_path / "storage",
+        extra_args=["--pulsar-url", pulsar.url, "--runtime", "none"],
+        env={"TESP_WORKER_PYTHON": sys.executable, "TESP_BACKEND_RETRY_SECONDS": "8"},
+    ).start()
+    try:
+        api = server.api
+        early = requests.post(
+            f"{api}/tasks",
+            json={"executors": [{"image": "a", "command": ["echo", "waited"]}]},
+            timeout=10,
+        ).json()["id"]
+        time.sleep(1.5)
+        # The API keeps answering while Pulsar is down; the task waits, QUEUED.
+        assert requests.get(f"{api}/tasks/{early}", timeout=5).json()["state"] == "QUEUED"
+        pulsar.start()
+        done = wait_for_state(api, early, TERMINAL, timeout=60)
+        assert done["state"] == "COMPLETE"
+        assert done["logs"][0]["logs"][0]["stdout"] == "waited\n"
+        pulsar.stop()
+        late = requests.post(
+            f"{api}/tasks", json={"executors": [{"image": "a", "command": ["true"]}]}, timeout=10
+        ).json()["id"]
+        failed = wait_for_state(api, late, TERMINAL, timeout=60)
+        assert failed["state"] == "SYSTEM_ERROR"
+        assert "unreachable for over 8 s" in failed["logs"][0]["system_logs"][0]
+    finally:
+        server.stop()
+        pulsar.stop()
