@@ -210,6 +210,9 @@ class TaskLog(BaseModel):
 
 
 _SERVER_OWNED = ("id", "state", "logs", "creation_time")
+MAX_TAGS = 128
+MAX_TAG_KEY = 256
+MAX_TAG_VALUE = 4096
 
 
 class Task(_Inbound):
@@ -227,6 +230,22 @@ class Task(_Inbound):
     tags: dict[str, str] | None = None
     logs: list[TaskLog] | None = None
     creation_time: str | None = None
+
+    @field_validator("tags")
+    @classmethod
+    def _tags(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        if value is None:
+            return None
+        if len(value) > MAX_TAGS:
+            raise ValueError(f"at most {MAX_TAGS} tags are allowed")
+        for key, val in value.items():
+            if not key or len(key) > MAX_TAG_KEY:
+                raise ValueError(f"a tag key must be 1 to {MAX_TAG_KEY} characters")
+            if len(val) > MAX_TAG_VALUE:
+                raise ValueError(
+                    f"the value of tag {key[:40]!r} exceeds {MAX_TAG_VALUE} characters"
+                )
+        return value
 
     @field_validator("volumes")
     @classmethod

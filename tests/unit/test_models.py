@@ -48,6 +48,10 @@ def test_server_owned_fields_are_dropped() -> None:
         ),
         ({"executors": [EXECUTOR], "resources": {"cpu_cores": 0}}, "resources.cpu_cores"),
         ({"executors": [{**EXECUTOR, "extra": 1}]}, "executors[0].extra"),
+        ({"executors": [EXECUTOR], "tags": {f"k{i}": "" for i in range(129)}}, "tags"),
+        ({"executors": [EXECUTOR], "tags": {"": "v"}}, "tags"),
+        ({"executors": [EXECUTOR], "tags": {"k": "v" * 4097}}, "tags"),
+        ({"executors": [EXECUTOR], "name": "n" * 4097}, "name"),
     ],
 )
 def test_invalid_fields_are_named(body: dict, field: str) -> None:
