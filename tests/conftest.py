@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 import requests
 
+from tests.servers import start_moto
+
 
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
@@ -97,6 +99,11 @@ class TespProcess:
         path = self.data_dir / "tesp-serve.log"
         return path.read_text(errors="replace")[-4000:] if path.exists() else ""
 
+    @property
+    def log_files(self) -> list[Path]:
+        """Every log this server writes: its own and the embedded Pulsar's."""
+        return [self.data_dir / "tesp-serve.log", self.data_dir / "pulsar" / "pulsar.log"]
+
 
 @pytest.fixture(scope="session")
 def tesp_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TespProcess]:
@@ -105,6 +112,13 @@ def tesp_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TespProces
     server = TespProcess(data_dir=base / "data", storage=base / "storage").start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint() -> Iterator[str]:
+    """One moto S3 server for the session (it is slow to start); tests use fresh buckets."""
+    with start_moto() as endpoint:
+        yield endpoint
 
 
 def wait_for_state(api: str, task_id: str, states: set[str], timeout: float = 60) -> dict:

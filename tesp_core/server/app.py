@@ -11,6 +11,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
+from starlette.convertors import Convertor, register_url_convertor
 
 from tesp_core import __version__
 from tesp_core.config import Settings
@@ -26,6 +27,21 @@ from tesp_core.storage.redact import redact_url
 from tesp_core.store.base import ListQuery
 
 BASE_PATHS = ("/ga4gh/tes/v1", "/v1")
+
+
+class _TaskIdConvertor(Convertor[str]):
+    """A task id: no '/' and no ':' (so ``/tasks/{id}:cancel`` is never a GET of a task)."""
+
+    regex = "[^/:]+"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("task_id", _TaskIdConvertor())
 
 
 def create_app(service: TaskService, settings: Settings) -> FastAPI:
@@ -143,14 +159,14 @@ def _router(service: TaskService, settings: Settings) -> APIRouter:
             body["next_page_token"] = token
         return JSONResponse(body)
 
-    @router.get("/tasks/{task_id}", tags=["TaskService"])
+    @router.get("/tasks/{task_id:task_id}", tags=["TaskService"])
     async def get_task(task_id: str, caller: Caller, view: str | None = None) -> JSONResponse:
         """One task in the requested view (default MINIMAL)."""
         chosen = _view(view)
         task = await run_in_threadpool(service.get_task, task_id, caller.owner_filter)
         return JSONResponse(render(task, chosen, redact_url=redact_url))
 
-    @router.post("/tasks/{task_id}:cancel", tags=["TaskService"])
+    @router.post("/tasks/{task_id:task_id}:cancel", tags=["TaskService"])
     async def cancel_task(task_id: str, caller: Caller) -> JSONResponse:
         """Cancel a task; a task that already ended is left as it is."""
         await run_in_threadpool(service.cancel_task, task_id, caller.owner_filter)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from tesp_core.errors import (
     BackendError,
@@ -39,6 +41,19 @@ def install_error_handlers(app: FastAPI) -> None:
         status = next((code for cls, code in _STATUS if isinstance(exc, cls)), 500)
         field = exc.field if isinstance(exc, InvalidTaskError) else None
         return error_body(status, str(exc), field)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        response = error_body(exc.status_code, str(exc.detail))
+        if exc.status_code == 405:
+            # Starlette names only the first route that matched the path; list them all.
+            methods: set[str] = set()
+            for route in app.routes:
+                match, _ = route.matches({**request.scope, "method": ""})
+                if match is not Match.NONE:
+                    methods |= set(getattr(route, "methods", None) or ())
+            response.headers["Allow"] = ", ".join(sorted(methods - {"HEAD"}))
+        return response
 
     @app.exception_handler(AuthError)
     async def _unauthenticated(_: Request, exc: AuthError) -> JSONResponse:
