@@ -83,6 +83,8 @@ class Settings(BaseSettings):
     pulsar_manager: str = "_default_"
     # How many Pulsar jobs TESP keeps in flight (Pulsar's own queue limit is not honoured).
     max_in_flight: int = Field(default=8, ge=1)
+    # false: accept and store tasks but send none to Pulsar (they stay QUEUED).
+    dispatch: bool = True
     # Give up on a job Pulsar reports running after this long (None: no limit).
     max_task_seconds: float | None = Field(default=None, gt=0)
     # While Pulsar is unreachable, tasks wait and are retried with backoff; after this long

@@ -85,7 +85,7 @@ class Tesp:
                 backend_retry_seconds=s.backend_retry_seconds,
             ),
         )
-        self.service.start()
+        self.service.start(dispatch=s.dispatch)
         log.info(
             "TESP ready: data in %s, Pulsar at %s, runtime %s", data_dir, url, s.effective_runtime()
         )

@@ -194,8 +194,15 @@ class TaskService:
 
     # -- lifecycle --------------------------------------------------------------------------
 
-    def start(self) -> None:
-        """Re-attach to in-flight tasks and start dispatching."""
+    def start(self, *, dispatch: bool = True) -> None:
+        """Re-attach to in-flight tasks and start dispatching.
+
+        With ``dispatch=False`` tasks are accepted and stored but nothing is sent to the
+        backend (maintenance, or measuring the API alone); they wait QUEUED.
+        """
+        if not dispatch:
+            log.warning("dispatch is off: tasks are stored and stay QUEUED")
+            return
         self._recover()
         self._thread = threading.Thread(target=self._loop, name="tesp-dispatch", daemon=True)
         self._thread.start()
