@@ -28,7 +28,7 @@ from pathlib import Path
 import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _servers import Server, free_port, tesp  # noqa: E402
+from _servers import Server, free_port, tesp
 
 TASK = {
     "name": "bench",
