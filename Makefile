@@ -24,7 +24,8 @@ setup: $(BIN)/python system-deps
 	$(BIN)/pip install --quiet -e ".[$(EXTRAS)]"
 
 run: setup
-	$(BIN)/tesp serve --host $(HOST) --port $(PORT) --data-dir $(DATA_DIR) --file-root $(CURDIR)/$(DATA_DIR)/files
+	mkdir -p $(abspath $(DATA_DIR))/files
+	$(BIN)/tesp serve --host $(HOST) --port $(PORT) --data-dir $(abspath $(DATA_DIR)) --file-root $(abspath $(DATA_DIR))/files
 
 lint: setup
 	$(BIN)/ruff check tesp_core tests bench

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
 from tesp_core.errors import InvalidTaskError
-from tesp_core.models import Task
+from tesp_core.models import FileType, Task
 
 # backend_parameters keys TESP understands (advertised in service-info).
 SUPPORTED_BACKEND_PARAMETERS: tuple[str, ...] = ()
@@ -28,6 +28,7 @@ class Policy:
 
 def check_task(task: Task, policy: Policy) -> None:
     """Raise InvalidTaskError naming the first field this server cannot accept."""
+    check_input_paths(task)
     for n, item in enumerate(task.inputs or []):
         if item.content is not None:
             if len(item.content.encode()) > policy.max_content_bytes:
@@ -48,6 +49,24 @@ def check_task(task: Task, policy: Policy) -> None:
                     "not supported by this server (backend_parameters_strict is true); "
                     f"supported: {list(SUPPORTED_BACKEND_PARAMETERS)}",
                 )
+
+
+def check_input_paths(task: Task) -> None:
+    """Two inputs at one path, or anything below a FILE input, can never be staged."""
+    seen: dict[str, int] = {}
+    files: dict[str, int] = {}
+    for n, item in enumerate(task.inputs or []):
+        path = os.path.normpath(item.path)
+        if path in seen:
+            raise InvalidTaskError(f"inputs[{n}].path", f"repeats inputs[{seen[path]}].path")
+        seen[path] = n
+        if item.type is FileType.FILE:
+            files[path] = n
+    for n, item in enumerate(task.inputs or []):
+        path = os.path.normpath(item.path)
+        for file_path, m in files.items():
+            if path.startswith(file_path + "/"):
+                raise InvalidTaskError(f"inputs[{n}].path", f"lies inside the FILE inputs[{m}]")
 
 
 def check_url(field: str, url: str, policy: Policy) -> None:

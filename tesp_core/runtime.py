@@ -76,6 +76,7 @@ class Tesp:
                 file_roots=tuple(s.file_roots),
                 storage=storage,
                 log_tail_bytes=s.log_tail_bytes,
+                hide=(str(data_dir),),
             ),
             worker_zipapp=build_zipapp(data_dir / "worker"),
             limits=Limits(

@@ -23,6 +23,8 @@ class WorkerOptions:
     file_roots: tuple[str, ...] = ()
     storage: dict[str, Any] = field(default_factory=dict)
     log_tail_bytes: int = 64 * 1024
+    # Host directories executors must not see (TESP's data directory).
+    hide: tuple[str, ...] = ()
 
 
 def worker_spec(task: Task, options: WorkerOptions) -> dict[str, Any]:
@@ -32,7 +34,12 @@ def worker_spec(task: Task, options: WorkerOptions) -> dict[str, Any]:
     return {
         "version": SPEC_VERSION,
         "task_id": task.id,
-        "runtime": {"kind": options.runtime, "executable": None, "extra_args": []},
+        "runtime": {
+            "kind": options.runtime,
+            "executable": None,
+            "extra_args": [],
+            "hide": list(options.hide),
+        },
         "inputs": [
             {
                 "path": i.path,

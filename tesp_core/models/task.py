@@ -12,9 +12,22 @@ import re
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    field_validator,
+    model_validator,
+)
 
 _GLOB_CHARS = re.compile(r"[*?\[]")
+# Below the kernel's limits (MAX_ARG_STRLEN is 128 KiB; bwrap takes at most 9000 args).
+MAX_ARGS = 4096
+MAX_ARG_BYTES = 128 * 1024 - 1
+MAX_COMMAND_BYTES = 1024 * 1024
+MAX_ENV = 1024
 
 
 class State(StrEnum):
@@ -50,14 +63,24 @@ class FileType(StrEnum):
     DIRECTORY = "DIRECTORY"
 
 
+# Kernel file systems every runtime mounts itself: a TES path there can never be staged.
+RESERVED_PREFIXES = ("/proc", "/sys", "/dev")
+
+
 def check_tes_path(value: str) -> str:
-    """A TES path: POSIX absolute, no ``..`` component, no NUL or newline."""
+    """A TES path: POSIX absolute, not ``/`` itself nor under /proc, /sys or /dev, no ``..``
+    component, no NUL or newline."""
     if not value.startswith("/"):
         raise ValueError("must be an absolute path (start with '/')")
     if any(part == ".." for part in value.split("/")):
         raise ValueError("must not contain '..'")
     if any(c in value for c in "\x00\n\r"):
         raise ValueError("must not contain NUL or newline characters")
+    norm = "/" + "/".join(p for p in value.split("/") if p and p != ".")
+    if norm == "/":
+        raise ValueError("must not be the root directory '/'")
+    if any(norm == r or norm.startswith(r + "/") for r in RESERVED_PREFIXES):
+        raise ValueError("must not lie under /proc, /sys or /dev")
     return value
 
 
@@ -72,13 +95,13 @@ class Executor(_Inbound):
     """``tesExecutor``: one command run in one image."""
 
     image: str = Field(min_length=1, max_length=1024)
-    command: list[str] = Field(min_length=1)
+    command: list[str] = Field(min_length=1, max_length=MAX_ARGS)
     workdir: TesPath | None = None
     stdin: TesPath | None = None
     stdout: TesPath | None = None
     stderr: TesPath | None = None
     env: dict[str, str] | None = None
-    ignore_error: bool | None = None
+    ignore_error: StrictBool | None = None
 
     @field_validator("image")
     @classmethod
@@ -94,6 +117,10 @@ class Executor(_Inbound):
     def _command(cls, value: list[str]) -> list[str]:
         if any("\x00" in arg for arg in value):
             raise ValueError("arguments must not contain NUL characters")
+        if any(len(arg.encode()) > MAX_ARG_BYTES for arg in value):
+            raise ValueError(f"an argument is longer than {MAX_ARG_BYTES} bytes")
+        if sum(len(arg.encode()) + 1 for arg in value) > MAX_COMMAND_BYTES:
+            raise ValueError(f"the arguments add up to more than {MAX_COMMAND_BYTES} bytes")
         return value
 
     @field_validator("workdir", "stdin", "stdout", "stderr")
@@ -109,6 +136,10 @@ class Executor(_Inbound):
                 raise ValueError(f"invalid environment variable name {key!r}")
             if "\x00" in val:
                 raise ValueError(f"value of {key!r} must not contain NUL characters")
+            if len(val.encode()) > MAX_ARG_BYTES:
+                raise ValueError(f"value of {key!r} is longer than {MAX_ARG_BYTES} bytes")
+        if value and len(value) > MAX_ENV:
+            raise ValueError(f"at most {MAX_ENV} variables are allowed")
         return value
 
 
@@ -121,7 +152,7 @@ class Input(_Inbound):
     path: TesPath
     type: FileType = FileType.FILE
     content: str | None = None
-    streamable: bool | None = None
+    streamable: StrictBool | None = None
 
     @field_validator("path")
     @classmethod
@@ -171,13 +202,13 @@ class Output(_Inbound):
 class Resources(_Inbound):
     """``tesResources``."""
 
-    cpu_cores: int | None = Field(default=None, ge=1, le=100_000)
-    preemptible: bool | None = None
-    ram_gb: float | None = Field(default=None, ge=0)
-    disk_gb: float | None = Field(default=None, ge=0)
+    cpu_cores: StrictInt | None = Field(default=None, ge=1, le=100_000)
+    preemptible: StrictBool | None = None
+    ram_gb: float | None = Field(default=None, ge=0, le=1e7, allow_inf_nan=False)
+    disk_gb: float | None = Field(default=None, ge=0, le=1e9, allow_inf_nan=False)
     zones: list[str] | None = None
     backend_parameters: dict[str, str] | None = None
-    backend_parameters_strict: bool | None = False
+    backend_parameters_strict: StrictBool | None = False
 
 
 class ExecutorLog(BaseModel):

@@ -77,6 +77,11 @@ def _service_info(settings: Settings) -> dict[str, Any]:
     return info.model_dump(exclude_none=True)
 
 
+def _reject_constant(name: str) -> None:
+    # NaN and Infinity are not JSON, though Python's parser accepts them.
+    raise ValueError(f"{name} is not a JSON value")
+
+
 def _view(value: str | None) -> View:
     try:
         return View(value or "MINIMAL")
@@ -120,9 +125,11 @@ def _router(service: TaskService, settings: Settings) -> APIRouter:
         if len(raw) > settings.max_body_bytes:
             raise InvalidTaskError("body", f"larger than {settings.max_body_bytes} bytes")
         try:
-            body = json.loads(raw)
+            body = json.loads(raw, parse_constant=_reject_constant)
         except (ValueError, UnicodeDecodeError) as exc:
             raise InvalidTaskError("body", f"not valid JSON: {exc}") from exc
+        except RecursionError as exc:
+            raise InvalidTaskError("body", "nested too deeply") from exc
         if not isinstance(body, dict):
             raise InvalidTaskError("body", "must be a JSON object (a tesTask)")
         task_id = await run_in_threadpool(service.create_task, body, caller.name)

@@ -46,13 +46,16 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         response = error_body(exc.status_code, str(exc.detail))
         if exc.status_code == 405:
-            # Starlette names only the first route that matched the path; list them all.
-            methods: set[str] = set()
-            for route in app.routes:
-                match, _ = route.matches({**request.scope, "method": ""})
-                if match is not Match.NONE:
-                    methods |= set(getattr(route, "methods", None) or ())
-            response.headers["Allow"] = ", ".join(sorted(methods - {"HEAD"}))
+            # Starlette names only the first route that matched the path; probe them all.
+            methods = [
+                method
+                for method in ("GET", "POST", "PUT", "PATCH", "DELETE")
+                if any(
+                    route.matches({**request.scope, "method": method})[0] is Match.FULL
+                    for route in app.routes
+                )
+            ]
+            response.headers["Allow"] = ", ".join(methods)
         return response
 
     @app.exception_handler(AuthError)

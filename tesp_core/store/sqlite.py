@@ -50,10 +50,14 @@ def encode_page_token(seq: int) -> str:
 def decode_page_token(token: str) -> int:
     """The sequence number inside a page token; InvalidTaskError if it is not one of ours."""
     try:
-        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
-        if not raw.startswith("s"):
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode("ascii")
+        digits = raw[1:]
+        if not raw.startswith("s") or not digits.isascii() or not digits.isdigit():
             raise ValueError(raw)
-        return int(raw[1:])
+        seq = int(digits)
+        if not 1 <= seq < 2**63:
+            raise ValueError(raw)
+        return seq
     except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
         raise InvalidTaskError("page_token", "not a page token issued by this server") from exc
 

@@ -7,8 +7,10 @@ the job directory's ``logs/``), and the tail for the executor log is read back w
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import re
+import shutil
 import signal
 import subprocess
 import time
@@ -165,6 +167,12 @@ class ExecutorRunner:
         if inv.cwd is not None:
             # Under `none` the workdir is a host directory; create it as an engine would.
             Path(inv.cwd).mkdir(parents=True, exist_ok=True)
+        elif "/" not in inv.argv[0]:
+            # The runtime binary (bwrap, docker, ...) is found with the worker's own PATH;
+            # the task's env, which may set PATH, is only for the command inside.
+            found = shutil.which(inv.argv[0])
+            if found:
+                inv = dataclasses.replace(inv, argv=[found, *inv.argv[1:]])
         return inv
 
     def _log_paths(self, index: int, ex: Executor) -> tuple[Path, Path]:

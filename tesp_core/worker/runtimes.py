@@ -219,6 +219,10 @@ def bwrap_argv(
     _bwrap_view("/", binds, fs, pre, remounts)
     argv = [runtime.executable or "bwrap", *pre]
     argv += ["--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]
+    # TESP's own files (its data directory, every job's staging area with its spec and
+    # secrets) are masked; bind sources below are still read from the host.
+    for hidden in _hidden(runtime, job_root, binds, fs):
+        argv += ["--tmpfs", hidden]
     for bind in sorted(binds):
         argv += ["--bind", str(host_path("bwrap", job_root, bind.path)), bind.path]
     for directory in remounts:
@@ -227,6 +231,27 @@ def bwrap_argv(
     # The pid namespace dies with its init, so nothing the executor forks survives it.
     argv += ["--die-with-parent", "--unshare-pid", *runtime.extra_args, "--", *ex.command]
     return argv
+
+
+def _hidden(runtime: Runtime, job_root: Path, binds: Sequence[Bind], fs: HostFS) -> list[str]:
+    """The host directories to mask: the configured ones and this job's staging root.
+
+    ``job_root`` is ``<staging>/<job id>/working/root``; masking ``<staging>`` hides every
+    job's directory (their specs hold credentials) from the executor. A directory that
+    contains a TES path, or that does not exist, is not masked.
+    """
+    staging = str(job_root.parent.parent.parent)
+    wanted = [*runtime.hide, staging]
+    out: list[str] = []
+    for path in sorted({posixpath.normpath(p) for p in wanted}):
+        if path in ("/", "/tmp") or not fs.is_dir(path) or fs.is_link(path):
+            continue
+        if any(_is_under(b.path, path) for b in binds):
+            continue
+        if any(_is_under(path, kept) for kept in out):
+            continue  # already masked by a parent (sorted: parents come first)
+        out.append(path)
+    return out
 
 
 def _check_volume_spec(host: str, container: str) -> None:

@@ -68,6 +68,8 @@ class Runtime:
     kind: str
     executable: str | None = None
     extra_args: tuple[str, ...] = ()
+    # Host directories the executor must not see (bwrap masks each with an empty tmpfs).
+    hide: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -169,7 +171,12 @@ def parse_runtime(raw: object) -> Runtime:
     if not all(isinstance(arg, str) for arg in extra):
         raise SpecError("runtime.extra_args: expected a list of strings")
     executable = _opt_str(data.get("executable"), "runtime.executable")
-    return Runtime(kind=str(kind), executable=executable or None, extra_args=tuple(extra))
+    hide = _list(data.get("hide"), "runtime.hide")
+    if not all(isinstance(p, str) and p.startswith("/") for p in hide):
+        raise SpecError("runtime.hide: expected a list of absolute paths")
+    return Runtime(
+        kind=str(kind), executable=executable or None, extra_args=tuple(extra), hide=tuple(hide)
+    )
 
 
 def parse_input(raw: object, where: str) -> Input:

@@ -313,3 +313,123 @@ def test_bad_requests(tesp_server: TespProcess) -> None:
         response = requests.get(f"{api}/tasks", params=params, timeout=10)
         assert response.status_code == 400, (params, response.text)
         assert response.json()["field"] == field
+
+
+def test_task_path_env_does_not_hide_the_runtime(tesp_server: TespProcess) -> None:
+    body = {
+        "executors": [
+            {
+                "image": "a",
+                "command": ["/bin/sh", "-c", 'echo "$PATH"'],
+                "env": {"PATH": "/opt/mytool/bin"},
+            }
+        ]
+    }
+    task_id = requests.post(f"{tesp_server.api}/tasks", json=body, timeout=10).json()["id"]
+    task = wait_for_state(tesp_server.api, task_id, TERMINAL)
+    assert task["state"] == "COMPLETE", task
+    assert task["logs"][0]["logs"][0]["stdout"] == "/opt/mytool/bin\n"
+
+
+def test_executors_cannot_see_tesp_data(tesp_server: TespProcess) -> None:
+    data = str(tesp_server.data_dir)
+    staging = str(tesp_server.data_dir / "pulsar" / "staging")
+    script = (
+        f'ls -A "{data}" | wc -l; ls -A "{staging}" | wc -l; '
+        f'cat "{data}/pulsar/app.yml" 2>/dev/null || echo hidden'
+    )
+    body = {"executors": [{"image": "a", "command": ["sh", "-c", script]}]}
+    task_id = requests.post(f"{tesp_server.api}/tasks", json=body, timeout=10).json()["id"]
+    task = wait_for_state(tesp_server.api, task_id, TERMINAL)
+    assert task["state"] == "COMPLETE", task
+    assert task["logs"][0]["logs"][0]["stdout"] == "0\n0\nhidden\n"
+
+
+@pytest.mark.parametrize(
+    ("raw", "field"),
+    [
+        (
+            b'{"executors": [{"image": "a", "command": ["x"]}], "resources": {"ram_gb": NaN}}',
+            "body",
+        ),
+        (
+            b'{"executors": [{"image": "a", "command": ["x"]}], "resources": {"ram_gb": Infinity}}',
+            "body",
+        ),
+        (b'{"executors":' + b"[" * 100_000 + b"]" * 100_000 + b"}", "body"),
+    ],
+)
+def test_hostile_json_is_400(tesp_server: TespProcess, raw: bytes, field: str) -> None:
+    response = requests.post(f"{tesp_server.api}/tasks", data=raw, timeout=30)
+    assert response.status_code == 400, response.text
+    assert response.json()["field"] == field
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        (
+            {"executors": [{"image": "a", "command": ["x"], "ignore_error": "yes"}]},
+            "executors[0].ignore_error",
+        ),
+        (
+            {"executors": [{"image": "a", "command": ["x"]}], "resources": {"ram_gb": 1e308}},
+            "resources.ram_gb",
+        ),
+        ({"executors": [{"image": "a", "command": ["x"]}], "volumes": ["/"]}, "volumes"),
+        (
+            {"executors": [{"image": "a", "command": ["x"], "stdout": "/proc/self/x"}]},
+            "executors[0].stdout",
+        ),
+        (
+            {
+                "inputs": [{"path": "/dev/null", "content": "x"}],
+                "executors": [{"image": "a", "command": ["x"]}],
+            },
+            "inputs[0].path",
+        ),
+        (
+            {
+                "inputs": [{"path": "/a", "content": "1"}, {"path": "/a", "content": "2"}],
+                "executors": [{"image": "a", "command": ["x"]}],
+            },
+            "inputs[1].path",
+        ),
+        (
+            {
+                "inputs": [{"path": "/a", "content": "1"}, {"path": "/a/b", "content": "2"}],
+                "executors": [{"image": "a", "command": ["x"]}],
+            },
+            "inputs[1].path",
+        ),
+        ({"executors": [{"image": "a", "command": ["x"] * 5000}]}, "executors[0].command"),
+        (
+            {"executors": [{"image": "a", "command": ["x"], "env": {"V": "v" * 200_000}}]},
+            "executors[0].env",
+        ),
+    ],
+)
+def test_impossible_tasks_are_400_at_submit(
+    tesp_server: TespProcess, body: dict, field: str
+) -> None:
+    response = requests.post(f"{tesp_server.api}/tasks", json=body, timeout=10)
+    assert response.status_code == 400, response.text
+    assert response.json()["field"] == field
+
+
+@pytest.mark.parametrize("raw", ["s9223372036854775808", "s-1", "s0", "s 1", "s\u0663", "x5"])
+def test_forged_page_tokens_are_400(tesp_server: TespProcess, raw: str) -> None:
+    import base64
+
+    token = base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+    response = requests.get(f"{tesp_server.api}/tasks", params={"page_token": token}, timeout=10)
+    assert response.status_code == 400, response.text
+    assert response.json()["field"] == "page_token"
+
+
+def test_unknown_routes_use_the_error_body(tesp_server: TespProcess) -> None:
+    missing = requests.get(f"{tesp_server.api}/nothing-here", timeout=10)
+    assert missing.status_code == 404 and missing.json()["status_code"] == 404
+    wrong = requests.delete(f"{tesp_server.api}/tasks", timeout=10)
+    assert wrong.status_code == 405
+    assert wrong.headers["Allow"] == "GET, POST"
