@@ -21,7 +21,7 @@ from pathlib import Path
 import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _servers import tesp  # noqa: E402
+from _servers import tesp
 
 BODY = json.dumps({"name": "load", "executors": [{"image": "alpine", "command": ["true"]}]})
 
