@@ -108,6 +108,9 @@ class _Tracked:
     heartbeat: str | None = None
     heartbeat_seen: float = field(default_factory=time.monotonic)
     done_seen: float | None = None
+    # Tasks with several executors show each executor's log as soon as it ended.
+    multi_executor: bool = False
+    executors_seen: int = 0
 
 
 class TaskService:
@@ -220,7 +223,12 @@ class TaskService:
             task_id = stored.task.id
             assert task_id is not None
             if stored.backend.get("submitted"):
-                self._active[task_id] = _Tracked(task_id, recovered=True, submitted=True)
+                self._active[task_id] = _Tracked(
+                    task_id,
+                    recovered=True,
+                    submitted=True,
+                    multi_executor=len(stored.task.executors) > 1,
+                )
             elif stored.task.state is State.CANCELING and not stored.backend.get("submitting"):
                 self._finish(task_id, State.CANCELED, [])
             else:
@@ -302,6 +310,7 @@ class TaskService:
             return
         self.store.update_backend(task_id, {"submitted": True})
         tracked.submitted, tracked.unreachable_since = True, None
+        tracked.multi_executor = len(stored.task.executors) > 1
         meta = {"backend": "pulsar", "pulsar_job_id": task_id}
         self._transition(task_id, State.QUEUED, lambda t: _start_log(t, meta))
         log.info("task %s: submitted to Pulsar", task_id)
@@ -355,6 +364,7 @@ class TaskService:
         if phase != "queued" and (
             not tracked.running
             or tracked.recovered
+            or tracked.multi_executor
             or now - tracked.progress_read > self.limits.heartbeat_check_seconds
         ):
             tracked.progress_read = now
@@ -390,6 +400,10 @@ class TaskService:
         if not tracked.running:
             tracked.running = phase in ("RUNNING", "UPLOADING", "DONE")
             self._transition(task_id, State.RUNNING if tracked.running else State.INITIALIZING)
+        finished = progress.get("executor_logs")
+        if isinstance(finished, list) and len(finished) > tracked.executors_seen:
+            tracked.executors_seen = len(finished)
+            self._transition(task_id, State.RUNNING, lambda t: _live_logs(t, finished))
         beat = progress.get("heartbeat")
         if beat is not None and beat != tracked.heartbeat:
             tracked.heartbeat, tracked.heartbeat_seen = beat, now
@@ -530,6 +544,19 @@ def _result_state(value: object) -> State:
     if value in ("COMPLETE", "EXECUTOR_ERROR", "SYSTEM_ERROR"):
         return State(str(value))
     return State.SYSTEM_ERROR
+
+
+def _live_logs(task: Task, finished: list[Any]) -> None:
+    """Executor logs (exit code and times) of the executors that ended so far."""
+    tlog = task.logs[0] if task.logs else TaskLog(start_time=now_rfc3339())
+    done = []
+    for entry in finished:
+        try:
+            done.append(ExecutorLog.model_validate(entry))
+        except ValidationError:
+            log.warning("task %s: ignoring a malformed executor log in progress.json", task.id)
+    tlog.logs = done
+    task.logs = [tlog]
 
 
 def _start_log(task: Task, metadata: dict[str, str]) -> None:

@@ -79,6 +79,12 @@ class TaskRun:
         data = {**self._phase, "heartbeat": now()}
         write_json_atomic(self.job_dir / "progress.json", data, durable=False)
 
+    def finished_logs(self) -> list[dict[str, Any]]:
+        """The executors that ended so far, without their output (kept small: progress.json
+        is rewritten often; the full logs go to result.json)."""
+        keys = ("start_time", "end_time", "exit_code")
+        return [{k: log[k] for k in keys} for log in self.executor_logs]
+
     def fail(self, state: str, message: str) -> None:
         """Move to ``state`` (first failure wins) and add a system log line."""
         if self.state == "COMPLETE":
@@ -135,7 +141,7 @@ def prepare_job_root(spec: WorkerSpec, layout: Layout, binds: Sequence[Bind]) ->
 def run_executors(spec: WorkerSpec, run: TaskRun, runner: ExecutorRunner) -> None:
     """Run the executors strictly in order; stop at the first unignored failure."""
     for index, ex in enumerate(spec.executors):
-        run.progress("RUNNING", executor=index)
+        run.progress("RUNNING", executor=index, executor_logs=run.finished_logs())
         try:
             exlog = runner.run(index, ex)
         except (ExecutorSetupError, SpecError) as exc:
@@ -169,7 +175,7 @@ def run_task(spec_path: Path, run: TaskRun) -> None:
         return
     run.runner = ExecutorRunner(spec, layout, run.job_dir, binds, fs)
     run_executors(spec, run, run.runner)
-    run.progress("UPLOADING")
+    run.progress("UPLOADING", executor_logs=run.finished_logs())
     report = stage_outputs(spec, layout, strict=run.state == "COMPLETE")
     run.outputs.extend(report.outputs)
     for message in report.errors:

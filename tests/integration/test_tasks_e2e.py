@@ -433,3 +433,26 @@ def test_unknown_routes_use_the_error_body(tesp_server: TespProcess) -> None:
     wrong = requests.delete(f"{tesp_server.api}/tasks", timeout=10)
     assert wrong.status_code == 405
     assert wrong.headers["Allow"] == "GET, POST"
+
+
+def test_executor_logs_appear_while_the_task_runs(tesp_server: TespProcess) -> None:
+    body = {
+        "executors": [
+            {"image": "a", "command": ["sh", "-c", "exit 0"]},
+            {"image": "a", "command": ["sleep", "6"]},
+        ]
+    }
+    task_id = requests.post(f"{tesp_server.api}/tasks", json=body, timeout=10).json()["id"]
+    deadline = time.monotonic() + 30
+    task: dict = {}
+    while time.monotonic() < deadline:
+        task = requests.get(
+            f"{tesp_server.api}/tasks/{task_id}", params={"view": "BASIC"}, timeout=10
+        ).json()
+        if task["state"] == "RUNNING" and task.get("logs", [{}])[0].get("logs"):
+            break
+        time.sleep(0.1)
+    assert task["state"] == "RUNNING", task
+    assert [e["exit_code"] for e in task["logs"][0]["logs"]] == [0]
+    requests.post(f"{tesp_server.api}/tasks/{task_id}:cancel", timeout=10)
+    assert wait_for_state(tesp_server.api, task_id, TERMINAL)["state"] == "CANCELED"
