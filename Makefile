@@ -7,7 +7,9 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 DATA_DIR ?= ./tesp-data
 
-.PHONY: setup system-deps run test lint typecheck bench compliance clean
+GALAXY_VENV ?= .venv-galaxy
+
+.PHONY: setup system-deps run test test-galaxy lint typecheck bench compliance clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,14 +30,24 @@ run: setup
 	$(BIN)/tesp serve --host $(HOST) --port $(PORT) --data-dir $(abspath $(DATA_DIR)) --file-root $(abspath $(DATA_DIR))/files
 
 lint: setup
-	$(BIN)/ruff check tesp_core tests bench
-	$(BIN)/ruff format --check tesp_core tests bench
+	$(BIN)/ruff check tesp_core plugins tests bench
+	$(BIN)/ruff format --check tesp_core plugins tests bench
 
 typecheck: setup
 	$(BIN)/mypy tesp_core
 
 test: setup lint typecheck
 	$(BIN)/pytest -q
+
+# Galaxy pins an older pulsar-galaxy-lib that cannot share TESP's environment: its runner is
+# tested from its own virtualenv against a `tesp serve` started from TESP's.
+$(GALAXY_VENV)/bin/python:
+	$(PYTHON) -m venv $(GALAXY_VENV)
+	$(GALAXY_VENV)/bin/pip install --quiet --upgrade pip
+	$(GALAXY_VENV)/bin/pip install --quiet -r plugins/galaxy/requirements.txt
+
+test-galaxy: setup $(GALAXY_VENV)/bin/python
+	TESP_BIN=$(CURDIR)/$(BIN)/tesp $(GALAXY_VENV)/bin/pytest -q tests/plugins/galaxy
 
 bench: setup
 	$(BIN)/python bench/bench_storage.py
@@ -44,4 +56,4 @@ compliance:
 	scripts/compliance.sh http://$(HOST):$(PORT)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(GALAXY_VENV) .pytest_cache .mypy_cache .ruff_cache
