@@ -529,7 +529,7 @@ class TaskService:
             tlog = task.logs[0] if task.logs else TaskLog()
             if result is not None:
                 _apply_result(tlog, result)
-            tlog.start_time = tlog.start_time or now_rfc3339()
+            # A task that never reached the backend has no start time.
             tlog.end_time = tlog.end_time or now_rfc3339()
             if system_logs:
                 tlog.system_logs = [*(tlog.system_logs or []), *system_logs]

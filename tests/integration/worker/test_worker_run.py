@@ -309,8 +309,11 @@ def test_zipapp_is_deterministic_cached_and_self_contained(tmp_path: Path) -> No
     assert build_zipapp(tmp_path / "a").stat().st_mtime_ns == stamp  # cached
     assert build_zipapp(tmp_path / "b").read_bytes() == first.read_bytes()
     names = zipfile.ZipFile(first).namelist()
-    assert names[:2] == ["__main__.py", "tesp_core/__init__.py"]
-    assert all(n.startswith(("tesp_core/worker/", "tesp_core/storage/")) for n in names[2:])
+    assert names[:3] == ["__main__.py", "tesp_core/__init__.py", "tesp_core/__init__.pyc"]
+    assert all(n.startswith(("tesp_core/worker/", "tesp_core/storage/")) for n in names[3:])
+    # Every module ships with its bytecode (zipimport never caches a compile).
+    sources = {n for n in names[1:] if n.endswith(".py")}
+    assert {n + "c" for n in sources} == {n for n in names if n.endswith(".pyc")}
     assert first.read_bytes().startswith(b"#!/usr/bin/env python3\n")
     usage = subprocess.run(
         [sys.executable, "-I", "-S", str(first)], capture_output=True, check=False
