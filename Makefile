@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-EXTRAS ?= dev,s3
+EXTRAS ?= dev,s3,snakemake
 HOST ?= 127.0.0.1
 PORT ?= 8000
 DATA_DIR ?= ./tesp-data
@@ -24,6 +24,9 @@ system-deps:
 
 setup: $(BIN)/python system-deps
 	$(BIN)/pip install --quiet -e ".[$(EXTRAS)]"
+	@# Snakemake finds executor plugins by scanning sys.path for snakemake_executor_plugin_*;
+	@# setuptools' editable finder does not show up in that scan, a .pth entry does.
+	echo "$(CURDIR)/plugins/snakemake" > "$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/tesp-plugin-snakemake.pth"
 
 run: setup
 	mkdir -p $(abspath $(DATA_DIR))/files

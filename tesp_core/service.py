@@ -216,7 +216,8 @@ class TaskService:
         self._wake.set()
         if self._thread is not None:
             self._thread.join(10)
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        # Pending backend calls (a cancel among them) are finished, not dropped.
+        self._pool.shutdown(wait=True)
 
     def _recover(self) -> None:
         for stored in self.store.in_states(_IN_FLIGHT):

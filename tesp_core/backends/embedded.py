@@ -67,6 +67,9 @@ class EmbeddedPulsar:
             text=True,
             cwd=self.root,
             env=env,
+            # A terminal's Ctrl-C is for TESP (or the workflow engine embedding it), which
+            # then stops Pulsar itself; it must not kill Pulsar and its jobs directly.
+            start_new_session=True,
         )
         log_file.close()
         port = self._read_port(timeout)
