@@ -90,6 +90,9 @@ class Settings(BaseSettings):
     # While Pulsar is unreachable, tasks wait and are retried with backoff; after this long
     # a task that could not be submitted or polled ends in SYSTEM_ERROR.
     backend_retry_seconds: float = Field(default=300.0, gt=0)
+    # A running worker rewrites its progress file every 10 s; a job Pulsar still calls
+    # running whose worker went silent this long (a restarted node or Pulsar) fails.
+    heartbeat_stale_seconds: float = Field(default=120.0, ge=20)
     poll_interval_max: float = Field(default=2.0, gt=0)
 
     # Where executors run and how. None picks bwrap when installed, else none.

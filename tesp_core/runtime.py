@@ -84,6 +84,7 @@ class Tesp:
                 poll_max=s.poll_interval_max,
                 max_task_seconds=s.max_task_seconds,
                 backend_retry_seconds=s.backend_retry_seconds,
+                heartbeat_stale_seconds=s.heartbeat_stale_seconds,
             ),
         )
         self.service.start(dispatch=s.dispatch)

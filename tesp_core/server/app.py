@@ -77,6 +77,21 @@ def _service_info(settings: Settings) -> dict[str, Any]:
     return info.model_dump(exclude_none=True)
 
 
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The request body, refused as soon as it is known to exceed ``limit`` bytes."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise InvalidTaskError("body", f"larger than {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise InvalidTaskError("body", f"larger than {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 def _reject_constant(name: str) -> None:
     # NaN and Infinity are not JSON, though Python's parser accepts them.
     raise ValueError(f"{name} is not a JSON value")
@@ -121,9 +136,7 @@ def _router(service: TaskService, settings: Settings) -> APIRouter:
     @router.post("/tasks", tags=["TaskService"])
     async def create_task(request: Request, caller: Caller) -> JSONResponse:
         """Create a task; answers ``{"id": ...}``."""
-        raw = await request.body()
-        if len(raw) > settings.max_body_bytes:
-            raise InvalidTaskError("body", f"larger than {settings.max_body_bytes} bytes")
+        raw = await _read_body(request, settings.max_body_bytes)
         try:
             body = json.loads(raw, parse_constant=_reject_constant)
         except (ValueError, UnicodeDecodeError) as exc:

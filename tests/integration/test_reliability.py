@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
 import requests
 
 from tests.conftest import TERMINAL, TespProcess, free_port, wait_for_state
@@ -151,6 +152,50 @@ def test_pulsar_down_then_back_and_deadline(tmp_path: Path) -> None:
         failed = wait_for_state(api, late, TERMINAL, timeout=60)
         assert failed["state"] == "SYSTEM_ERROR"
         assert "unreachable for over 8 s" in failed["logs"][0]["system_logs"][0]
+    finally:
+        server.stop()
+        pulsar.stop()
+
+
+def _job_processes(marker: str) -> list[psutil.Process]:
+    return [
+        p
+        for p in psutil.process_iter(["cmdline"])
+        if (p.info["cmdline"] or [])[:2] == ["sleep", marker]
+    ]
+
+
+def test_restarted_pulsar_under_a_running_job_is_detected(tmp_path: Path) -> None:
+    """A node restart: Pulsar and the job die, the new Pulsar says 'running' forever."""
+    pulsar = _Pulsar(tmp_path / "pulsar", free_port())
+    pulsar.start()
+    server = TespProcess(
+        data_dir=tmp_path / "data",
+        storage=tmp_path / "storage",
+        extra_args=["--pulsar-url", pulsar.url, "--runtime", "none"],
+        env={"TESP_WORKER_PYTHON": sys.executable, "TESP_HEARTBEAT_STALE_SECONDS": "20"},
+    ).start()
+    marker = str(4000 + os.getpid() % 1000)
+    try:
+        api = server.api
+        task_id = requests.post(
+            f"{api}/tasks",
+            json={"executors": [{"image": "a", "command": ["sleep", marker]}]},
+            timeout=10,
+        ).json()["id"]
+        wait_for_state(api, task_id, {"RUNNING"}, timeout=60)
+        assert pulsar.proc is not None
+        pulsar.proc.kill()
+        pulsar.proc.wait(10)
+        for proc in _job_processes(marker):
+            for parent in proc.parents():
+                if "tesp-worker.pyz" in " ".join(parent.cmdline()):
+                    parent.kill()
+            proc.kill()
+        pulsar.start()
+        final = wait_for_state(api, task_id, TERMINAL, timeout=90)
+        assert final["state"] == "SYSTEM_ERROR"
+        assert "stopped reporting" in final["logs"][0]["system_logs"][-1]
     finally:
         server.stop()
         pulsar.stop()
