@@ -178,6 +178,12 @@ class TaskService:
             raise InvalidTaskError("page_size", "must be between 1 and 2047")
         return self.store.list_page(query)
 
+    def list_documents(self, query: ListQuery) -> tuple[list[dict[str, Any]], str | None]:
+        """One page of tasks as JSON documents, newest first (what the HTTP API serves)."""
+        if not 1 <= query.page_size <= 2047:
+            raise InvalidTaskError("page_size", "must be between 1 and 2047")
+        return self.store.list_documents(query)
+
     def cancel_task(self, task_id: str, owner: str | None = None) -> None:
         """Cancel a task. Cancelling a task that already ended does nothing."""
         stored = self.store.get(task_id)

@@ -30,7 +30,19 @@ def render(
     """
     if view is View.MINIMAL:
         return {"id": task.id, "state": task.state}
-    data = task.model_dump(mode="json", exclude_none=True)
+    return render_document(task.model_dump(mode="json", exclude_none=True), view, redact_url)
+
+
+def render_document(
+    data: dict[str, Any], view: View, redact_url: Callable[[str], str] | None = None
+) -> dict[str, Any]:
+    """:func:`render` on a task's JSON document (as stored), changing it in place.
+
+    The listing path uses this: parsing stored JSON is several times cheaper than
+    building models for every task of a page.
+    """
+    if view is View.MINIMAL:
+        return {"id": data.get("id"), "state": data.get("state")}
     if redact_url is not None:
         for item in [*data.get("inputs", []), *data.get("outputs", [])]:
             if "url" in item:

@@ -18,6 +18,7 @@ from tesp_core.config import Settings
 from tesp_core.errors import InvalidTaskError
 from tesp_core.models import ServiceInfo, State, View, render
 from tesp_core.models.service_info import Organization
+from tesp_core.models.views import render_document
 from tesp_core.policy import SUPPORTED_BACKEND_PARAMETERS
 from tesp_core.runtime import storage_listing
 from tesp_core.server.auth import ANONYMOUS_ADMIN, Principal, build_authenticator
@@ -173,8 +174,8 @@ def _router(service: TaskService, settings: Settings) -> APIRouter:
             owner=caller.owner_filter,
             minimal=chosen is View.MINIMAL,
         )
-        tasks, token = await run_in_threadpool(service.list_tasks, query)
-        body: dict[str, Any] = {"tasks": [render(t, chosen, redact_url=redact_url) for t in tasks]}
+        docs, token = await run_in_threadpool(service.list_documents, query)
+        body: dict[str, Any] = {"tasks": [render_document(d, chosen, redact_url) for d in docs]}
         if token:
             body["next_page_token"] = token
         return JSONResponse(body)

@@ -53,6 +53,9 @@ class TaskStore(Protocol):
         With ``query.minimal`` the tasks carry only ``id`` and ``state``.
         """
 
+    def list_documents(self, query: ListQuery) -> tuple[list[dict[str, Any]], str | None]:
+        """:meth:`list_page` as the tasks' JSON documents (the cheap path for the API)."""
+
     def in_states(self, states: Sequence[State]) -> list[StoredTask]:
         """Every task currently in one of ``states`` (used for dispatch and recovery)."""
 

@@ -143,6 +143,22 @@ class SQLiteTaskStore:
         token = encode_page_token(rows[-1][0]) if more and rows else None
         return tasks, token
 
+    def list_documents(self, query: ListQuery) -> tuple[list[dict[str, Any]], str | None]:
+        """:meth:`list_page` as JSON documents: ``{"id", "state"}`` only with ``minimal``."""
+        where, params = _where(query)
+        columns = "seq, id, state" if query.minimal else "seq, body"
+        sql = f"SELECT {columns} FROM tasks {where} ORDER BY seq DESC LIMIT ?"  # noqa: S608
+        with self._lock:
+            rows = self._db.execute(sql, [*params, query.page_size + 1]).fetchall()
+        more = len(rows) > query.page_size
+        rows = rows[: query.page_size]
+        if query.minimal:
+            docs = [{"id": r[1], "state": r[2]} for r in rows]
+        else:
+            docs = [json.loads(r[1]) for r in rows]
+        token = encode_page_token(rows[-1][0]) if more and rows else None
+        return docs, token
+
     def in_states(self, states: Sequence[State]) -> list[StoredTask]:
         """Every task in one of ``states``, oldest first."""
         marks = ",".join("?" for _ in states)
