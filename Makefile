@@ -2,10 +2,12 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-EXTRAS ?= dev,s3,snakemake
+EXTRAS ?= dev,s3,snakemake,cwl
 HOST ?= 127.0.0.1
 PORT ?= 8000
 DATA_DIR ?= ./tesp-data
+# Empty: bwrap where installed, else none. `make run RUNTIME=none` for a shared filesystem.
+RUNTIME ?=
 
 GALAXY_VENV ?= .venv-galaxy
 
@@ -30,7 +32,7 @@ setup: $(BIN)/python system-deps
 
 run: setup
 	mkdir -p $(abspath $(DATA_DIR))/files
-	$(BIN)/tesp serve --host $(HOST) --port $(PORT) --data-dir $(abspath $(DATA_DIR)) --file-root $(abspath $(DATA_DIR))/files
+	$(BIN)/tesp serve --host $(HOST) --port $(PORT) --data-dir $(abspath $(DATA_DIR)) --file-root $(abspath $(DATA_DIR))/files $(if $(RUNTIME),--runtime $(RUNTIME))
 
 lint: setup
 	$(BIN)/ruff check tesp_core plugins tests bench

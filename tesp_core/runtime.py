@@ -45,8 +45,19 @@ class Tesp:
         s = self.settings
         data_dir = s.data_dir.expanduser().resolve()
         data_dir.mkdir(parents=True, exist_ok=True)
+        # The database keeps the URLs clients sent (credentials included) and job specs hold
+        # storage secrets: nobody but this user may enter the data directory.
+        data_dir.chmod(0o700)
+        if s.effective_runtime() == "none" and s.auth_mode != "none":
+            log.warning(
+                "runtime 'none' with authentication: every authenticated user runs commands "
+                "on this host as this server's user and can read other tasks' files; use "
+                "bwrap or a container runtime unless all users are trusted"
+            )
         store = SQLiteTaskStore(data_dir / "tasks.sqlite")
         url, token, python = s.pulsar_url, s.pulsar_token, s.worker_python
+        zipapp = build_zipapp(data_dir / "worker")
+        embedded = url is None
         if url is None:
             self.pulsar = EmbeddedPulsar(data_dir / "pulsar", concurrent_jobs=s.max_in_flight)
             url = self.pulsar.start()
@@ -61,6 +72,8 @@ class Tesp:
             manager=s.pulsar_manager,
             worker_python=python,
             concurrency=s.max_in_flight + 4,
+            local_staging=data_dir / "pulsar" / "staging" if embedded else None,
+            local_worker=zipapp if embedded else None,
         )
         storage = worker_storage(s)
         self.service = TaskService(
@@ -78,7 +91,7 @@ class Tesp:
                 log_tail_bytes=s.log_tail_bytes,
                 hide=(str(data_dir),),
             ),
-            worker_zipapp=build_zipapp(data_dir / "worker"),
+            worker_zipapp=zipapp,
             limits=Limits(
                 max_in_flight=s.max_in_flight,
                 poll_max=s.poll_interval_max,

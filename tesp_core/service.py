@@ -108,6 +108,7 @@ class _Tracked:
     heartbeat: str | None = None
     heartbeat_seen: float = field(default_factory=time.monotonic)
     done_seen: float | None = None
+    status_read: float = field(default_factory=time.monotonic)
     # Tasks with several executors show each executor's log as soon as it ended.
     multi_executor: bool = False
     executors_seen: int = 0
@@ -349,6 +350,10 @@ class TaskService:
     def _poll(self, tracked: _Tracked) -> None:
         task_id = tracked.task_id
         try:
+            if self._quiet(tracked):
+                self._reschedule(tracked)
+                return
+            tracked.status_read = time.monotonic()
             status = self.backend.status(task_id)
             tracked.unreachable_since = None
             if status.phase in ("queued", "initializing", "running"):
@@ -364,6 +369,23 @@ class TaskService:
         except BackendError as exc:
             self._finish(task_id, State.SYSTEM_ERROR, [f"backend error: {exc}"])
             self._forget(task_id)
+
+    def _quiet(self, tracked: _Tracked) -> bool:
+        """True when a backend that sees the job's files says nothing changed.
+
+        The embedded Pulsar's job directories are local: the worker's progress and result
+        files can be watched without asking Pulsar, which is then asked only when the
+        worker has finished, or every ``poll_max`` seconds to notice a job that died.
+        """
+        finished = self.backend.finished_hint(tracked.task_id)
+        if finished is None or finished:
+            return False
+        if time.monotonic() - tracked.status_read > self.limits.poll_max:
+            return False
+        progress = self.backend.read_json(tracked.task_id, "progress.json")
+        if progress is not None and not tracked.running:
+            self._check_progress(tracked, time.monotonic())
+        return True
 
     def _on_running(self, tracked: _Tracked, phase: str) -> None:
         task_id = tracked.task_id

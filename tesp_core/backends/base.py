@@ -17,6 +17,10 @@ class Backend(Protocol):
     def status(self, job_id: str) -> JobStatus:
         """Where the job is; BackendJobLostError if the backend forgot it."""
 
+    def finished_hint(self, job_id: str) -> bool | None:
+        """True/False when the backend can tell cheaply that the worker finished; None if
+        it cannot (then the service asks for the status every poll)."""
+
     def read_json(self, job_id: str, name: str) -> dict[str, Any] | None:
         """A JSON file from the job's working directory (progress.json, result.json)."""
 

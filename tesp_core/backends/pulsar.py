@@ -68,12 +68,18 @@ class PulsarBackend:
         worker_python: str = "python3",
         concurrency: int = 16,
         timeout: float = 30.0,
+        local_staging: Path | None = None,
+        local_worker: Path | None = None,
     ) -> None:
         base = url.rstrip("/")
         self.url = base if manager == "_default_" else f"{base}/managers/{manager}"
         self._token = token
         self._python = worker_python
         self._timeout = timeout
+        # An embedded Pulsar shares this host: its job files are read from disk, and the
+        # worker is run from TESP's own copy instead of being uploaded with every job.
+        self._local_staging = local_staging
+        self._local_worker = local_worker
         self._session = requests.Session()
         adapter = HTTPAdapter(pool_connections=4, pool_maxsize=max(concurrency, 4))
         self._session.mount("http://", adapter)
@@ -86,10 +92,14 @@ class PulsarBackend:
         config = self._call("POST", "/jobs", params={"job_id": job_id}).json()
         tools_dir = config["tools_directory"]
         working_dir = config["working_directory"]
-        with worker.open("rb") as body:
-            self._upload(job_id, WORKER_FILE, body)
+        if self._local_worker is None:
+            with worker.open("rb") as body:
+                self._upload(job_id, WORKER_FILE, body)
+            worker_path = f"{tools_dir}/{WORKER_FILE}"
+        else:
+            worker_path = str(self._local_worker)
         self._upload(job_id, SPEC_FILE, json.dumps(spec).encode())
-        command = worker_command_line(self._python, tools_dir, working_dir)
+        command = shlex.join([self._python, worker_path, f"{tools_dir}/{SPEC_FILE}", working_dir])
         self._call("POST", f"/jobs/{job_id}/submit", params={"command_line": command})
         log.debug("task %s: submitted to Pulsar %s", job_id, self.url)
 
@@ -110,8 +120,16 @@ class PulsarBackend:
             stderr=data.get("stderr") or "",
         )
 
+    def finished_hint(self, job_id: str) -> bool | None:
+        """Whether the worker wrote result.json, when this host sees the job's files."""
+        if self._local_staging is None:
+            return None
+        return (self._local_staging / job_id / "working" / RESULT_FILE).exists()
+
     def read_json(self, job_id: str, name: str) -> dict[str, Any] | None:
         """A JSON file the worker wrote in the job's working directory, or None if absent."""
+        if self._local_staging is not None:
+            return _read_local_json(self._local_staging / job_id / "working" / name)
         try:
             response = self._call(
                 "GET",
@@ -193,8 +211,9 @@ class PulsarBackend:
         return response
 
 
-def worker_command_line(python: str, tools_dir: str, working_dir: str) -> str:
-    """The shell command Pulsar runs: the worker on its spec, every word quoted."""
-    return shlex.join(
-        [python, f"{tools_dir}/{WORKER_FILE}", f"{tools_dir}/{SPEC_FILE}", working_dir]
-    )
+def _read_local_json(path: Path) -> dict[str, Any] | None:
+    try:
+        value = json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return None  # absent, or being replaced: read again on the next poll
+    return value if isinstance(value, dict) else None

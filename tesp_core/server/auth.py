@@ -36,6 +36,10 @@ PBKDF2_ITERATIONS = 200_000
 class AuthError(Exception):
     """Authentication failed (401). The message is safe to show; it never holds secrets."""
 
+    def __init__(self, message: str, scheme: str = "bearer") -> None:
+        super().__init__(message)
+        self.scheme = scheme
+
 
 class NotAllowedError(Exception):
     """Authenticated, but the role does not allow the action (403)."""
@@ -101,16 +105,16 @@ class BasicAuthenticator:
     def authenticate(self, authorization: str | None) -> Principal:
         """The principal for an ``Authorization: Basic`` header."""
         if not authorization or not authorization.lower().startswith("basic "):
-            raise AuthError("HTTP Basic credentials required")
+            raise AuthError("HTTP Basic credentials required", "basic")
         try:
             raw = base64.b64decode(authorization[6:].strip(), validate=True).decode()
             name, _, password = raw.partition(":")
         except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
-            raise AuthError("malformed Basic credentials") from exc
+            raise AuthError("malformed Basic credentials", "basic") from exc
         user = self._users.get(name)
         ok = verify_password(password, user.password_hash if user else self._dummy)
         if user is None or not ok:
-            raise AuthError("invalid user name or password")
+            raise AuthError("invalid user name or password", "basic")
         return _principal(name, user.roles, self._admin_role, self._user_role)
 
 

@@ -61,7 +61,9 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(AuthError)
     async def _unauthenticated(_: Request, exc: AuthError) -> JSONResponse:
         response = error_body(401, str(exc))
-        response.headers["WWW-Authenticate"] = 'Basic realm="tes", Bearer'
+        response.headers["WWW-Authenticate"] = (
+            'Basic realm="tes"' if exc.scheme == "basic" else 'Bearer realm="tes"'
+        )
         return response
 
     @app.exception_handler(NotAllowedError)

@@ -49,7 +49,10 @@ def test_basic_requires_credentials(basic_server: TespProcess) -> None:
     # service-info stays public.
     assert requests.get(f"{api}/service-info", timeout=10).status_code == 200
     missing = requests.get(f"{api}/tasks", timeout=10)
-    assert missing.status_code == 401 and "WWW-Authenticate" in missing.headers
+    assert missing.status_code == 401
+    assert missing.headers["WWW-Authenticate"] == 'Basic realm="tes"'
+    # Nobody else on the host may read the database (it keeps the URLs clients sent).
+    assert basic_server.data_dir.stat().st_mode & 0o777 == 0o700
     wrong = requests.get(f"{api}/tasks", auth=("alice", "nope"), timeout=10)
     assert wrong.status_code == 401
     unknown = requests.get(f"{api}/tasks", auth=("mallory", "x"), timeout=10)

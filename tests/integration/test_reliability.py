@@ -33,8 +33,11 @@ def test_kill_9_server_every_task_completes_exactly_once(tmp_path: Path) -> None
         data_dir=tmp_path / "data", storage=tmp_path / "storage", extra_args=args
     ).start()
     api = server.api
+    # Task 0, whose Pulsar job will be deleted, runs long enough to still be running then.
     ids = [
-        requests.post(f"{api}/tasks", json=_sleeper(runs / str(n), 4), timeout=10).json()["id"]
+        requests.post(
+            f"{api}/tasks", json=_sleeper(runs / str(n), 60 if n == 0 else 4), timeout=10
+        ).json()["id"]
         for n in range(20)
     ]
     for task_id in ids:
@@ -60,7 +63,7 @@ def test_kill_9_server_every_task_completes_exactly_once(tmp_path: Path) -> None
     finally:
         again.stop()
     lost = finals[ids[0]]
-    assert lost["state"] == "SYSTEM_ERROR"
+    assert lost["state"] == "SYSTEM_ERROR", (lost, (runs / "0").exists())
     assert "vanished" in " ".join(lost["logs"][0]["system_logs"])
     for n, task_id in enumerate(ids[1:], start=1):
         assert finals[task_id]["state"] == "COMPLETE", finals[task_id]
