@@ -14,9 +14,13 @@ common_settings = CommonSettings(
     non_local_exec=True,
     # The default is a shared filesystem; --shared-fs-usage none switches to storage plugins.
     implies_no_shared_fs=False,
-    # Snakemake deploys the sources itself whenever SOURCES is not shared.
-    job_deploy_sources=False,
-    # Environment variables travel in the TES executor's env, not on the command line.
+    # Without a shared SOURCES (--shared-fs-usage none), Snakemake uploads a source archive
+    # to the default storage and each job's command starts with `snakemake --deploy-sources`.
+    # With shared sources (the default) this does nothing. False would leave it to the user's
+    # --job-deploy-sources flag, and a job without it finds no Snakefile.
+    job_deploy_sources=True,
+    # Environment variables (--envvars, and the storage plugins' env_var settings such as
+    # the S3 keys) travel in the TES executor's env, never on the command line.
     pass_envvar_declarations_to_cmd=False,
     # The job's environment (host under 'none', or the image) brings the storage plugins;
     # pip-installing them into every job would need network access from each task.

@@ -14,11 +14,16 @@ import requests
 
 from tests.conftest import TERMINAL, TespProcess
 
+SAMPLES = [f"s{i:02d}" for i in range(18)]
+
+# 20 TES tasks: 18 per-sample jobs fan out, one aggregate fans in, one final; 'all' is local.
 FAN = """
-SAMPLES = [f"s{i}" for i in range(4)]
+SAMPLES = [f"s{i:02d}" for i in range(18)]
+
+localrules: all
 
 rule all:
-    input: "result/total.txt"
+    input: "result/final.txt"
 
 rule make:
     output: "data/{sample}.txt"
@@ -26,15 +31,29 @@ rule make:
     resources: mem_mb=300, disk_mb=2000, runtime=7, queue="fast"
     shell: "echo {wildcards.sample} > {output}"
 
-rule upper:
-    input: "data/{sample}.txt"
-    output: "upper/{sample}.txt"
-    shell: "tr a-z A-Z < {input} > {output}"
-
-rule total:
-    input: expand("upper/{sample}.txt", sample=SAMPLES)
-    output: "result/total.txt"
+rule aggregate:
+    input: expand("data/{sample}.txt", sample=SAMPLES)
+    output: "result/all.txt"
     shell: "cat {input} > {output}"
+
+rule final:
+    input: "result/all.txt"
+    output: "result/final.txt"
+    shell: "tr a-z A-Z < {input} > {output}"
+"""
+
+SMALL = """
+rule all:
+    input: "b.txt"
+
+rule a:
+    output: "a.txt"
+    shell: "echo embedded > {output}"
+
+rule b:
+    input: "a.txt"
+    output: "b.txt"
+    shell: "tr a-z A-Z < {input} > {output}"
 """
 
 FAILING = """
@@ -52,18 +71,22 @@ rule sleepy:
     shell: "sleep 600; touch {output}"
 """
 
-EXPECTED_TOTAL = "S0\nS1\nS2\nS3\n"
 
+def snakemake(
+    workdir: Path, *args: str, timeout: float = 280, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``snakemake --executor tesp --jobs 4`` in ``workdir``; output captured.
 
-def snakemake(workdir: Path, *args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
-    """``snakemake --executor tesp`` in ``workdir``; output captured."""
+    Four at a time: every job is a Python Snakemake process (2-4 s of CPU), so more
+    would only queue on a small CI machine.
+    """
     return subprocess.run(
-        [sys.executable, "-m", "snakemake", "--executor", "tesp", "--jobs", "8", *args],
+        [sys.executable, "-m", "snakemake", "--executor", "tesp", "--jobs", "4", *args],
         cwd=workdir,
         capture_output=True,
         text=True,
         timeout=timeout,
-        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+        env={**os.environ, "PYTHONWARNINGS": "ignore", **(env or {})},
     )
 
 
@@ -79,32 +102,43 @@ def run_tasks(api: str, run_tag: str | None = None, **tags: str) -> list[dict]:
     return requests.get(f"{api}/tasks", params=params, timeout=10).json()["tasks"]
 
 
-def test_fan_workflow_on_a_server(tmp_path: Path, tesp_host_server: TespProcess) -> None:
+def test_fan_out_fan_in_workflow_of_20_jobs_on_a_server(
+    tmp_path: Path, tesp_host_server: TespProcess
+) -> None:
     wd = workflow(tmp_path, FAN)
     done = snakemake(wd, "--tesp-url", tesp_host_server.url)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert (wd / "result/total.txt").read_text() == EXPECTED_TOTAL
+    for sample in SAMPLES:
+        assert (wd / f"data/{sample}.txt").read_text() == f"{sample}\n"
+    expected_all = "".join(f"{sample}\n" for sample in SAMPLES)
+    assert (wd / "result/all.txt").read_text() == expected_all
+    assert (wd / "result/final.txt").read_text() == expected_all.upper()
     tasks = run_tasks(tesp_host_server.api, snakemake_workflow=wd.name)
-    assert len(tasks) == 9  # 4 make + 4 upper + total; 'all' is local
+    assert len(tasks) == 20
     assert {t["state"] for t in tasks} == {"COMPLETE"}
     assert len({t["tags"]["snakemake_run"] for t in tasks}) == 1
+    rules = sorted(t["tags"]["snakemake_rule"] for t in tasks)
+    assert rules == ["aggregate", "final", *["make"] * 18]
     make = [t for t in tasks if t["tags"]["snakemake_rule"] == "make"]
-    assert len(make) == 4
     for task in make:
-        assert task["name"].startswith(f"snakemake:{wd.name}:make:")
+        assert task["name"] == f"snakemake:{wd.name}:make:{task['tags']['snakemake_jobid']}"
         assert task["executors"][0]["workdir"] == str(wd)
-        resources = task["resources"]
-        assert resources["cpu_cores"] == 2
-        assert resources["ram_gb"] == 0.3
-        assert resources["disk_gb"] == 2.0
-        assert resources["backend_parameters"] == {"runtime": "7", "queue": "fast"}
+        assert task["resources"] == {
+            "cpu_cores": 2,
+            "ram_gb": 0.3,
+            "disk_gb": 2.0,
+            "backend_parameters": {"runtime": "7", "queue": "fast"},
+            "backend_parameters_strict": False,
+        }
+    assert len({t["tags"]["snakemake_jobid"] for t in tasks}) == 20
 
 
 def test_embedded_mode_needs_no_server(tmp_path: Path) -> None:
-    wd = workflow(tmp_path, FAN)
+    wd = workflow(tmp_path, SMALL)
     done = snakemake(wd)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert (wd / "result/total.txt").read_text() == EXPECTED_TOTAL
+    assert (wd / "a.txt").read_text() == "embedded\n"
+    assert (wd / "b.txt").read_text() == "EMBEDDED\n"
     assert (wd / ".snakemake/tesp/tasks.sqlite").exists()
 
 
