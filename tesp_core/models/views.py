@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from enum import StrEnum
 from typing import Any
 
 from tesp_core.models.task import Task
+
+
+_SECRET_ENV = re.compile(
+    r"(?i)(secret|password|passwd|token|credential|private|(^|_)key$|access_key|api_?key)"
+)
 
 
 class View(StrEnum):
@@ -44,6 +50,12 @@ def render_document(
     if view is View.MINIMAL:
         return {"id": data.get("id"), "state": data.get("state")}
     if redact_url is not None:
+        # Secrets a client passes to its command (e.g. storage keys) are shown masked.
+        for executor in data.get("executors", []):
+            env = executor.get("env") or {}
+            for key in env:
+                if _SECRET_ENV.search(key):
+                    env[key] = "***"
         for item in [*data.get("inputs", []), *data.get("outputs", [])]:
             if "url" in item:
                 item["url"] = redact_url(item["url"])

@@ -99,3 +99,40 @@ def test_views() -> None:
     assert full["logs"][0]["system_logs"] == ["sys"]
     # Rendering BASIC does not alter the task itself.
     assert task.inputs is not None and task.inputs[0].content == "payload"
+
+
+def test_secret_env_values_are_masked_in_views() -> None:
+    task = Task.model_validate(
+        {
+            "id": "t2",
+            "state": "QUEUED",
+            "executors": [
+                {
+                    "image": "a",
+                    "command": ["x"],
+                    "env": {
+                        "AWS_SECRET_ACCESS_KEY": "s1",
+                        "API_TOKEN": "s2",
+                        "DB_PASSWORD": "s3",
+                        "SNAKEMAKE_STORAGE_S3_ACCESS_KEY": "s4",
+                        "KEY": "s5",
+                        "PATH": "/bin",
+                        "MONKEY": "banana",
+                    },
+                }
+            ],
+        }
+    )
+    env = render(task, View.FULL, redact_url=lambda u: u)["executors"][0]["env"]
+    assert env == {
+        "AWS_SECRET_ACCESS_KEY": "***",
+        "API_TOKEN": "***",
+        "DB_PASSWORD": "***",
+        "SNAKEMAKE_STORAGE_S3_ACCESS_KEY": "***",
+        "KEY": "***",
+        "PATH": "/bin",
+        "MONKEY": "banana",
+    }
+    # The stored task keeps the real values for the worker.
+    assert task.executors[0].env is not None
+    assert task.executors[0].env["DB_PASSWORD"] == "s3"
