@@ -29,9 +29,9 @@ class StagingMode(StrEnum):
     #: The task sees Galaxy's paths directly (runtime ``none`` on the same host or a shared
     #: filesystem mounted at the same paths). Nothing is staged.
     SHARED = "shared"
-    #: The job directory and input datasets go in as TES inputs, the job directory and the
-    #: output datasets come back as TES outputs (``file://`` URLs, at the same paths inside
-    #: the task, so Galaxy's command line needs no rewriting).
+    #: The job directory, input datasets and the tool's directory go in as TES inputs, the
+    #: job directory and the output datasets come back as TES outputs (``file://`` URLs, at
+    #: the same paths inside the task, so Galaxy's command line needs no rewriting).
     TES = "tes"
 
 
@@ -55,9 +55,21 @@ class TesDestination:
     backend_parameters: Mapping[str, str] = field(default_factory=dict)
     backend_parameters_strict: bool | None = None
     staging: StagingMode = StagingMode.SHARED
-    embed_metadata_in_job: bool = True
+    #: Set metadata inside the job (needs Galaxy's virtualenv at the same path on the node).
+    #: ``None``: yes with ``staging: shared``, no with ``staging: tes`` (Galaxy sets it once
+    #: the outputs are back, as for Pulsar without remote metadata).
+    embed_metadata_in_job: bool | None = None
+    #: With ``staging: tes``, stage the tool's directory too (scripts next to the tool XML).
+    stage_tool_directory: bool = True
     embedded_data_dir: str | None = None
     tes_tags: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def metadata_in_job(self) -> bool:
+        """Whether the job script sets metadata (else Galaxy does, after the task)."""
+        if self.embed_metadata_in_job is not None:
+            return self.embed_metadata_in_job
+        return self.staging is StagingMode.SHARED
 
     @property
     def client_key(self) -> tuple[Any, ...]:
@@ -135,6 +147,7 @@ _PARSERS: dict[str, Any] = {
     "backend_parameters": _string_map,
     "backend_parameters_strict": _bool,
     "embed_metadata_in_job": _bool,
+    "stage_tool_directory": _bool,
     "embedded_data_dir": _text,
     "tes_tags": _string_map,
 }

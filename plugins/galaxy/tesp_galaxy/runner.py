@@ -80,7 +80,7 @@ class TESPJobRunner(AsynchronousJobRunner[AsynchronousJobState]):
             return
         if not self.prepare_job(
             job_wrapper,
-            include_metadata=dest.embed_metadata_in_job,
+            include_metadata=dest.metadata_in_job,
             include_work_dir_outputs=True,
             modify_command_for_container=False,
         ):
@@ -119,6 +119,9 @@ class TESPJobRunner(AsynchronousJobRunner[AsynchronousJobState]):
             if e.get("name") and "value" in e and not e.get("raw") and not e.get("execute")
         }
         tool = job_wrapper.tool
+        inputs = [os.path.abspath(p) for p in job_io.get_input_fnames()]
+        outputs = [os.path.abspath(str(p)) for p in job_io.get_output_fnames()]
+        tool_dir = getattr(tool, "tool_dir", None) if tool is not None else None
         return GalaxyJob(
             galaxy_id=str(job_wrapper.get_id_tag()),
             name=state.job_name or f"g{job_wrapper.get_id_tag()}",
@@ -127,9 +130,13 @@ class TESPJobRunner(AsynchronousJobRunner[AsynchronousJobState]):
             stdout_file=os.path.abspath(state.output_file),
             stderr_file=os.path.abspath(state.error_file),
             env=env,
-            input_paths=tuple(os.path.abspath(p) for p in job_io.get_input_fnames()),
-            output_paths=tuple(os.path.abspath(str(p)) for p in job_io.get_output_fnames()),
+            # An input's extra files come as a directory; everything else is a file.
+            input_paths=tuple(p for p in inputs if not os.path.isdir(p)),
+            input_directories=tuple(p for p in inputs if os.path.isdir(p)),
+            output_paths=tuple(outputs),
+            existing_output_paths=tuple(p for p in outputs if os.path.isfile(p)),
             tool_id=tool.id if tool is not None else None,
+            tool_directory=os.path.abspath(tool_dir) if tool_dir else None,
             container_image=getattr(container, "container_id", None) if container else None,
         )
 
@@ -180,6 +187,21 @@ class TESPJobRunner(AsynchronousJobRunner[AsynchronousJobState]):
         log.info("(%s/%s) task ended %s", galaxy_id, task_id, report.state)
         self.mark_as_failed(job_state)
         return None
+
+    def finish_job(self, job_state: AsynchronousJobState) -> None:
+        """Set metadata here if the job did not (then let Galaxy finish the job as usual).
+
+        Galaxy's metadata script runs in Galaxy's environment, in the job directory the task
+        left behind (``staging: tes`` copied it back), as the Pulsar and local runners do.
+        """
+        job_wrapper = job_state.job_wrapper
+        try:
+            in_job = self._destination(job_state.job_destination).metadata_in_job
+        except ParamsError:
+            in_job = True  # parsed fine at submit time; Galaxy's own retry still applies
+        if not in_job and job_wrapper.requires_setting_metadata:
+            self._handle_metadata_externally(job_wrapper, resolve_requirements=True)
+        super().finish_job(job_state)
 
     # -- stop, recover, shut down --------------------------------------------------------
 

@@ -84,9 +84,16 @@ def _stop(proc: subprocess.Popen[bytes] | None) -> None:
 
 @dataclass
 class TespServe:
-    """``tesp serve`` from TESP's environment, with its embedded Pulsar."""
+    """``tesp serve`` from TESP's environment, with its embedded Pulsar.
+
+    ``name`` keeps its data directory and log apart from another server's under ``base``;
+    ``file_roots`` (default: ``base``) are the directories its ``file://`` URLs may name.
+    """
 
     base: Path
+    name: str = "tesp"
+    runtime: str = "none"
+    file_roots: tuple[Path, ...] = ()
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
 
@@ -98,16 +105,26 @@ class TespServe:
         binary = tesp_bin()
         if not os.access(binary, os.X_OK):
             raise RuntimeError(f"TESP_BIN={binary} is not executable: set TESP_BIN")
-        log = self.base / "tesp-serve.log"
-        with open(log, "ab") as out:
+        roots = [
+            arg for root in self.file_roots or (self.base,) for arg in ("--file-root", str(root))
+        ]
+        with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(
                 [binary, "serve", "--host", "127.0.0.1", "--port", str(self.port),
-                 "--data-dir", str(self.base / "tesp-data"), "--runtime", "none",
-                 "--file-root", str(self.base)],
+                 "--data-dir", str(self.base / f"{self.name}-data"), "--runtime", self.runtime,
+                 *roots],
                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
             )  # fmt: skip
-        _wait_http(f"{self.url}/ga4gh/tes/v1/service-info", self.proc, 90, log)
         return self
+
+    def wait(self) -> TespServe:
+        assert self.proc is not None
+        _wait_http(f"{self.url}/ga4gh/tes/v1/service-info", self.proc, 90, self.log)
+        return self
+
+    @property
+    def log(self) -> Path:
+        return self.base / f"{self.name}-serve.log"
 
     def task(self, task_id: str) -> dict[str, Any]:
         resp = requests.get(
@@ -134,11 +151,17 @@ execution:
       cpu_cores: 1
       ram_gb: 0.5
       tes_tags: {{origin: galaxy-test}}
+    tes_staged:
+      runner: tesp
+      tes_url: {staged_tes_url}
+      staging: tes
     local:
       runner: local
 tools:
 - class: local
   environment: local
+- id: tesp_cat
+  environment: tes_staged
 """
 
 GALAXY_YML = """\
@@ -167,6 +190,8 @@ class GalaxyServer:
 
     base: Path
     tes_url: str
+    #: The TES server of environment ``tes_staged`` (``staging: tes``), which runs ``tesp_cat``.
+    staged_tes_url: str
     port: int = field(default_factory=free_port)
     admin_key: str = "tesp-test-bootstrap-admin-key"
     proc: subprocess.Popen[bytes] | None = None
@@ -183,9 +208,12 @@ class GalaxyServer:
     def write_config(self) -> None:
         (self.base / "tool_conf.xml").write_text(
             f'<toolbox><section id="tesp" name="TESP">'
-            f'<tool file="{DATA / "tesp_echo.xml"}"/></section></toolbox>\n'
+            f'<tool file="{DATA / "tesp_echo.xml"}"/><tool file="{DATA / "tesp_cat.xml"}"/>'
+            "</section></toolbox>\n"
         )
-        (self.base / "job_conf.yml").write_text(JOB_CONF.format(tes_url=self.tes_url))
+        (self.base / "job_conf.yml").write_text(
+            JOB_CONF.format(tes_url=self.tes_url, staged_tes_url=self.staged_tes_url)
+        )
         (self.base / "galaxy.yml").write_text(
             GALAXY_YML.format(base=self.base, admin_key=self.admin_key)
         )
@@ -229,13 +257,27 @@ class GalaxyServer:
         )  # fmt: skip
         self.api_key = self.request("POST", f"users/{user['id']}/api_key", admin=True)
 
-    def run_tool(self, history_id: str, **inputs: Any) -> tuple[str, str]:
-        """Run ``tesp_echo``; return (job id, output dataset id)."""
+    def run_tool(
+        self, history_id: str, tool_id: str = "tesp_echo", **inputs: Any
+    ) -> tuple[str, str]:
+        """Run a tool (default ``tesp_echo``); return (job id, output dataset id)."""
         out = self.request(
             "POST", "tools",
-            json={"tool_id": "tesp_echo", "history_id": history_id, "inputs": inputs},
+            json={"tool_id": tool_id, "history_id": history_id, "inputs": inputs},
         )  # fmt: skip
         return out["jobs"][0]["id"], out["outputs"][0]["id"]
+
+    def wait_dataset(self, dataset_id: str, timeout: float = 120) -> dict[str, Any]:
+        """The dataset once it is ``ok`` (or fails the test)."""
+        deadline = time.monotonic() + timeout
+        dataset: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            dataset = self.request("GET", f"datasets/{dataset_id}", admin=True)
+            if dataset["state"] == "ok":
+                return dataset
+            assert dataset["state"] not in {"error", "failed_metadata", "discarded"}, dataset
+            time.sleep(0.5)
+        raise AssertionError(f"dataset {dataset_id} never became ok: {dataset}")
 
     def job(self, job_id: str) -> dict[str, Any]:
         return dict(self.request("GET", f"jobs/{job_id}", admin=True, params={"full": "true"}))
@@ -265,14 +307,32 @@ def galaxy_base() -> Iterator[Path]:
 
 @pytest.fixture(scope="session")
 def tesp_serve(galaxy_base: Path) -> Iterator[TespServe]:
-    server = TespServe(galaxy_base).start()
+    server = TespServe(galaxy_base).start().wait()
     yield server
     _stop(server.proc)
 
 
 @pytest.fixture(scope="session")
-def galaxy(galaxy_base: Path, tesp_serve: TespServe) -> Iterator[GalaxyServer]:
-    server = GalaxyServer(galaxy_base, tes_url=tesp_serve.url)
+def tesp_bwrap(galaxy_base: Path) -> Iterator[TespServe]:
+    """A second ``tesp serve``, runtime ``bwrap``: a task sees only what it staged.
+
+    Its ``file://`` roots are Galaxy's data directory (job directories, datasets) and the
+    test tools' directory; nothing else of Galaxy's may be staged.
+    """
+    (galaxy_base / "galaxy-data").mkdir(exist_ok=True)
+    server = TespServe(
+        galaxy_base, name="tesp-bwrap", runtime="bwrap",
+        file_roots=(galaxy_base / "galaxy-data", DATA),
+    ).start().wait()  # fmt: skip
+    yield server
+    _stop(server.proc)
+
+
+@pytest.fixture(scope="session")
+def galaxy(
+    galaxy_base: Path, tesp_serve: TespServe, tesp_bwrap: TespServe
+) -> Iterator[GalaxyServer]:
+    server = GalaxyServer(galaxy_base, tes_url=tesp_serve.url, staged_tes_url=tesp_bwrap.url)
     server.write_config()
     server.start()
     server.make_user()

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from tesp_galaxy.client import report_from_dict
 from tesp_galaxy.params import ParamsError, StagingMode, parse_params
-from tesp_galaxy.task import GalaxyJob, build_task, file_url
+from tesp_galaxy.task import GalaxyJob, build_task, extra_files_path, file_url
 
 JOB = GalaxyJob(
     galaxy_id="7",
@@ -16,9 +16,12 @@ JOB = GalaxyJob(
     working_directory="/g/jobs/7",
     stdout_file="/g/jobs/7/galaxy_7.o",
     stderr_file="/g/jobs/7/galaxy_7.e",
-    input_paths=("/g/objects/a b.dat", "/g/jobs/7/working/inside.txt"),
-    output_paths=("/g/objects/out.dat",),
+    input_paths=("/g/objects/a b.dat", "/g/jobs/7/working/inside.txt", "/g/objects/x_files/i"),
+    input_directories=("/g/objects/x_files",),
+    output_paths=("/g/objects/out.dat", "/g/objects/new.dat"),
+    existing_output_paths=("/g/objects/out.dat",),
     tool_id="cat1",
+    tool_directory="/g/tools/cat",
 )
 
 
@@ -29,7 +32,11 @@ def test_params_parse_types_and_reject_unknown_keys() -> None:
     )  # fmt: skip
     assert (dest.cpu_cores, dest.ram_gb, dest.staging) == (4, 2.0, StagingMode.TES)
     assert dest.backend_parameters == {"queue": "long"}
-    assert dest.embed_metadata_in_job is False
+    assert dest.embed_metadata_in_job is False and dest.metadata_in_job is False
+    assert parse_params({"tes_url": "http://t"}).metadata_in_job is True
+    assert parse_params({"tes_url": "http://t", "staging": "tes"}).metadata_in_job is False
+    staged = parse_params({"tes_url": "http://t", "staging": "tes", "embed_metadata_in_job": 1})
+    assert staged.metadata_in_job is True
     with pytest.raises(ParamsError, match="cpu_corez"):
         parse_params({"tes_url": "http://tes", "cpu_corez": 1})
     with pytest.raises(ParamsError, match="tes_url"):
@@ -55,9 +62,26 @@ def test_staging_mode_moves_job_directory_and_datasets_through_tes() -> None:
     assert task["inputs"] == [
         {"name": "galaxy_job_directory", "url": "file:///g/jobs/7", "path": "/g/jobs/7",
          "type": "DIRECTORY"},
+        {"name": "galaxy_tool_directory", "url": "file:///g/tools/cat", "path": "/g/tools/cat",
+         "type": "DIRECTORY"},
+        {"url": "file:///g/objects/x_files", "path": "/g/objects/x_files", "type": "DIRECTORY"},
         {"url": "file:///g/objects/a%20b.dat", "path": "/g/objects/a b.dat", "type": "FILE"},
+        {"url": "file:///g/objects/out.dat", "path": "/g/objects/out.dat", "type": "FILE"},
     ]  # fmt: skip
-    assert [o["path"] for o in task["outputs"]] == ["/g/jobs/7", "/g/objects/out.dat"]
+    assert task["outputs"] == [
+        {"name": "galaxy_job_directory", "url": "file:///g/jobs/7", "path": "/g/jobs/7",
+         "type": "DIRECTORY"},
+        {"url": "file:///g/objects/new.dat", "path": "/g/objects/new.dat", "type": "FILE"},
+        {"url": "file:///g/objects", "path": "/g/objects/new_file[s]",
+         "path_prefix": "/g/objects/", "type": "DIRECTORY"},
+        {"url": "file:///g/objects/out.dat", "path": "/g/objects/out.dat", "type": "FILE"},
+        {"url": "file:///g/objects", "path": "/g/objects/out_file[s]",
+         "path_prefix": "/g/objects/", "type": "DIRECTORY"},
+    ]  # fmt: skip
+    no_tool_dir = parse_params({"tes_url": "t", "staging": "tes", "stage_tool_directory": "no"})
+    assert "/g/tools/cat" not in [i["path"] for i in build_task(JOB, no_tool_dir)["inputs"]]
+    assert extra_files_path("/o/dataset_1.dat") == "/o/dataset_1_files"
+    assert extra_files_path("/o/x.txt") is None
     with pytest.raises(ValueError):
         file_url("relative")
 
