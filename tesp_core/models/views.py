@@ -9,7 +9,6 @@ from typing import Any
 
 from tesp_core.models.task import Task
 
-
 _SECRET_ENV = re.compile(
     r"(?i)(secret|password|passwd|token|credential|private|(^|_)key$|access_key|api_?key)"
 )
