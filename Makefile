@@ -24,11 +24,18 @@ system-deps:
 	    (apt-get update -qq || true) && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap; \
 	  else echo "note: bubblewrap not installed; tasks will use the 'none' runtime"; fi; }
 
-setup: $(BIN)/python system-deps
+# Installed once, again only when pyproject.toml or the chosen extras change.
+comma := ,
+STAMP := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
+
+$(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e ".[$(EXTRAS)]"
 	@# Snakemake finds executor plugins by scanning sys.path for snakemake_executor_plugin_*;
 	@# setuptools' editable finder does not show up in that scan, a .pth entry does.
 	echo "$(CURDIR)/plugins/snakemake" > "$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/tesp-plugin-snakemake.pth"
+	touch $@
+
+setup: $(STAMP) system-deps
 
 run: setup
 	mkdir -p $(abspath $(DATA_DIR))/files
