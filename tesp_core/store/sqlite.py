@@ -129,19 +129,13 @@ class SQLiteTaskStore:
 
     def list_page(self, query: ListQuery) -> tuple[list[Task], str | None]:
         """One page, newest first; see :meth:`TaskStore.list`."""
-        where, params = _where(query)
-        columns = "seq, id, state" if query.minimal else "seq, body"
-        sql = f"SELECT {columns} FROM tasks {where} ORDER BY seq DESC LIMIT ?"  # noqa: S608
-        with self._lock:
-            rows = self._db.execute(sql, [*params, query.page_size + 1]).fetchall()
-        more = len(rows) > query.page_size
-        rows = rows[: query.page_size]
+        docs, token = self.list_documents(query)
         if query.minimal:
-            tasks = [Task.model_construct(id=r[1], state=State(r[2]), executors=[]) for r in rows]
-        else:
-            tasks = [Task.model_validate_json(r[1]) for r in rows]
-        token = encode_page_token(rows[-1][0]) if more and rows else None
-        return tasks, token
+            return [
+                Task.model_construct(id=d["id"], state=State(d["state"]), executors=[])
+                for d in docs
+            ], token
+        return [Task.model_validate(d) for d in docs], token
 
     def list_documents(self, query: ListQuery) -> tuple[list[dict[str, Any]], str | None]:
         """:meth:`list_page` as JSON documents: ``{"id", "state"}`` only with ``minimal``."""
