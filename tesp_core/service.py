@@ -305,7 +305,10 @@ class TaskService:
             if not (stored.backend.get("submitting") and self._already_started(task_id)):
                 self.store.update_backend(task_id, {"submitting": True})
                 self.backend.submit(
-                    task_id, worker_spec(stored.task, self.worker_options), self.worker_zipapp
+                    task_id,
+                    worker_spec(stored.task, self.worker_options),
+                    self.worker_zipapp,
+                    stored.task,
                 )
         except BackendUnavailableError as exc:
             if not self._backend_down_too_long(tracked, str(exc)):

@@ -6,13 +6,18 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from tesp_core.backends.pulsar import JobStatus
+from tesp_core.models import Task
 
 
 class Backend(Protocol):
     """Submit, poll, read back, cancel and clean jobs. Job ids are TES task ids."""
 
-    def submit(self, job_id: str, spec: dict[str, Any], worker: Path) -> None:
-        """Launch the worker on ``spec`` as job ``job_id``."""
+    def submit(self, job_id: str, spec: dict[str, Any], worker: Path, task: Task) -> None:
+        """Launch the worker on ``spec`` as job ``job_id``.
+
+        ``task`` is the TES task the spec was made from (read-only): its resources,
+        ``backend_parameters`` and tags are what a scheduler or a router acts on.
+        """
 
     def status(self, job_id: str) -> JobStatus:
         """Where the job is; BackendJobLostError if the backend forgot it."""

@@ -20,6 +20,7 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from tesp_core.errors import BackendError, BackendJobLostError, BackendUnavailableError
+from tesp_core.models import Task
 from tesp_core.storage.redact import redact_text
 
 log = logging.getLogger(__name__)
@@ -87,7 +88,7 @@ class PulsarBackend:
 
     # -- the Backend protocol ---------------------------------------------------------------
 
-    def submit(self, job_id: str, spec: dict[str, Any], worker: Path) -> None:
+    def submit(self, job_id: str, spec: dict[str, Any], worker: Path, task: Task) -> None:
         """Set up job ``job_id``, upload the worker and its spec, and launch it."""
         config = self._call("POST", "/jobs", params={"job_id": job_id}).json()
         tools_dir = config["tools_directory"]
