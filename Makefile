@@ -11,7 +11,7 @@ RUNTIME ?=
 
 GALAXY_VENV ?= .venv-galaxy
 
-.PHONY: setup system-deps run test test-galaxy lint typecheck bench compliance clean
+.PHONY: setup system-deps test-system-deps run test test-galaxy lint typecheck bench compliance clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,16 @@ system-deps:
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    (apt-get update -qq || true) && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap; \
 	  else echo "note: bubblewrap not installed; tasks will use the 'none' runtime"; fi; }
+
+# What the test suite's fixtures start (Slurm + munge, RabbitMQ, PostgreSQL) and drive
+# (Chromium for the dashboard test). Root with apt-get: installed; otherwise listed.
+TEST_APT := bubblewrap slurm-wlm munge rabbitmq-server postgresql chromium chromium-driver
+test-system-deps:
+	@missing=$$(for p in $(TEST_APT); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    (apt-get update -qq || true) && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	  else echo "the tests need these Debian packages: $$missing"; exit 1; fi; fi
 
 # Installed once, again only when pyproject.toml or the chosen extras change.
 comma := ,
