@@ -8,8 +8,10 @@ otherwise literal: spaces, non-ASCII, ``?`` and ``#`` are part of the key.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -181,6 +183,7 @@ class S3Transport:
 
     def _client(self, url: str) -> Any:
         if self._client_cache is None:
+            _enable_site_packages()
             try:
                 import boto3
                 from botocore.config import Config
@@ -281,3 +284,16 @@ def _local_path(url: str, dest: Path, relative: str) -> Path:
     if any(p in ("", ".", "..") for p in inner) or relative.startswith("/"):
         raise StorageError(url, f"object key {relative!r} is not a safe relative path")
     return dest.joinpath(*inner)
+
+
+@functools.cache
+def _enable_site_packages() -> None:
+    """Put site-packages on sys.path when the worker was started with ``python -S``.
+
+    The worker skips ``site`` at start-up (most of the interpreter's start time in a venv);
+    boto3 is the one thing it imports from outside the standard library.
+    """
+    if sys.flags.no_site:
+        import site
+
+        site.main()
