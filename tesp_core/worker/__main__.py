@@ -53,6 +53,7 @@ class TaskRun:
     state: str = "COMPLETE"
     start_time: str = field(default_factory=now)
     executor_logs: list[dict[str, Any]] = field(default_factory=list)
+    inputs: list[dict[str, str]] = field(default_factory=list)
     outputs: list[dict[str, str]] = field(default_factory=list)
     system_logs: list[str] = field(default_factory=list)
     runner: ExecutorRunner | None = None
@@ -98,6 +99,7 @@ class TaskRun:
             "start_time": self.start_time,
             "end_time": now(),
             "executor_logs": self.executor_logs,
+            "inputs": self.inputs,
             "outputs": self.outputs,
             "system_logs": self.system_logs,
         }
@@ -166,7 +168,7 @@ def run_task(spec_path: Path, run: TaskRun) -> None:
         fs = RealFS() if spec.runtime.kind == "bwrap" else None
         binds = [] if spec.runtime.kind == "none" else plan_binds(spec, fs)
         prepare_job_root(spec, layout, binds)
-        stage_inputs(spec, layout)
+        stage_inputs(spec, layout, run.inputs)
     except (SpecError, StagingError) as exc:
         run.fail("SYSTEM_ERROR", str(exc))
         return

@@ -64,28 +64,38 @@ def _safe(exc: BaseException) -> str:
     return redact_text(f"{type(exc).__name__}: {exc}")
 
 
-def stage_input(item: Input, layout: Layout, storage: dict[str, Any]) -> None:
-    """Write inline content, or download the URL, to the input's host path."""
+def stage_input(item: Input, layout: Layout, storage: dict[str, Any]) -> int | None:
+    """Write inline content, or download the URL, to the input's host path.
+
+    Returns the bytes downloaded, or None for inline content (nothing was transferred).
+    """
     dest = layout.host(item.path)
     try:
         if item.content is not None:
             dest.parent.mkdir(parents=True, exist_ok=True)
             dest.write_text(item.content, encoding="utf-8")
-            return
+            return None
         assert item.url is not None
         transport = transport_for(item.url, storage)
         if item.type == "DIRECTORY":
-            transport.download_dir(item.url, dest)
-        else:
-            transport.download_file(item.url, dest)
+            return transport.download_dir(item.url, dest)
+        return transport.download_file(item.url, dest)
     except (StorageError, OSError) as exc:
         raise StagingError(f"input {item.path}: {_safe(exc)}") from exc
 
 
-def stage_inputs(spec: WorkerSpec, layout: Layout) -> None:
-    """Stage every input in order; the first failure raises :class:`StagingError`."""
+def stage_inputs(
+    spec: WorkerSpec, layout: Layout, staged: list[dict[str, str]] | None = None
+) -> None:
+    """Stage every input in order; the first failure raises :class:`StagingError`.
+
+    Each downloaded input is appended to ``staged`` as ``{"url" (redacted), "path",
+    "size_bytes"}`` as soon as it is in place, so a later failure keeps the earlier ones.
+    """
     for item in spec.inputs:
-        stage_input(item, layout, spec.storage)
+        size = stage_input(item, layout, spec.storage)
+        if size is not None and item.url is not None and staged is not None:
+            staged.append({"url": redact_url(item.url), "path": item.path, "size_bytes": str(size)})
         log.info("task %s: staged input %s", spec.task_id, item.path)
 
 
