@@ -11,7 +11,7 @@ RUNTIME ?=
 
 GALAXY_VENV ?= .venv-galaxy
 
-.PHONY: setup system-deps test-system-deps run test test-galaxy lint typecheck bench compliance clean
+.PHONY: setup system-deps test-system-deps run test test-galaxy lint typecheck bench compliance docs clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -71,8 +71,17 @@ $(GALAXY_VENV)/bin/python:
 test-galaxy: setup $(GALAXY_VENV)/bin/python
 	TESP_BIN=$(CURDIR)/$(BIN)/tesp $(GALAXY_VENV)/bin/pytest -q tests/plugins/galaxy
 
+# Every benchmark prints ratios against a baseline measured in the same run (bench/README.md).
 bench: setup
+	$(BIN)/python bench/bench_api.py
+	$(BIN)/python bench/bench_e2e.py --embedded
+	$(BIN)/python bench/bench_e2e.py
 	$(BIN)/python bench/bench_storage.py
+
+# The documentation site (docs/, mkdocs.yml); --strict fails on a broken link or a page
+# missing from nav.
+docs: setup
+	$(BIN)/mkdocs build --strict --site-dir site
 
 compliance:
 	scripts/compliance.sh http://$(HOST):$(PORT)

@@ -8,12 +8,12 @@ import logging
 import signal
 import sys
 from pathlib import Path
-from typing import Any
-
-from pydantic import ValidationError
+from typing import TYPE_CHECKING, Any
 
 from tesp_core import __version__
-from tesp_core.config import Settings, load_settings
+
+if TYPE_CHECKING:
+    from tesp_core.config import Settings
 
 log = logging.getLogger("tesp")
 
@@ -31,10 +31,12 @@ def serve(settings: Settings) -> int:
     """Run the server until SIGINT/SIGTERM; stop Pulsar and the dispatcher cleanly."""
     import uvicorn
 
+    from tesp_core.logs import setup_logging
     from tesp_core.runtime import Tesp
     from tesp_core.server import create_app
     from tesp_core.server.auth import build_authenticator
 
+    setup_logging(settings.log_format, settings.log_level)
     if settings.auth_mode == "none" and not _is_loopback(settings.host):
         print(
             f"tesp: refusing to listen on {settings.host}: authentication is not configured "
@@ -55,7 +57,8 @@ def serve(settings: Settings) -> int:
             app,
             host=settings.host,
             port=settings.port,
-            log_level="info",
+            log_level=settings.log_level.lower(),
+            log_config=None,  # uvicorn's loggers go to the handler setup_logging installed
             access_log=False,
             timeout_graceful_shutdown=5,
         )
@@ -92,12 +95,26 @@ def _parser() -> argparse.ArgumentParser:
     )
     srv.add_argument("--max-in-flight", type=int, help="Pulsar jobs kept in flight at once")
     sub.add_parser("hash-password", help="read a password on stdin, print its hash for basic_users")
+    from tesp_core.client.parser import add_client_commands
+
+    add_client_commands(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``tesp`` console script."""
     args = _parser().parse_args(argv)
+    if args.command == "config":
+        from tesp_core.client.settings_view import cmd_config_show
+
+        return cmd_config_show(args.config, args.json)
+    from tesp_core.client.parser import CLIENT_COMMANDS
+
+    if args.command in CLIENT_COMMANDS:
+        # No logging set-up: client commands speak through stdout/stderr only.
+        from tesp_core.client.commands import run_client_command
+
+        return run_client_command(args)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s [%(name)s] %(message)s"
     )
@@ -122,6 +139,11 @@ def main(argv: list[str] | None = None) -> int:
             else None,
             "max_in_flight": args.max_in_flight,
         }
+        # Imported here: the client commands must not pay for pydantic-settings (~0.2 s).
+        from pydantic import ValidationError
+
+        from tesp_core.config import load_settings
+
         try:
             settings = load_settings(args.config, **overrides)
         except ValidationError as exc:

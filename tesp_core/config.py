@@ -7,13 +7,21 @@ Settings are built when a command runs, never at import time.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    StringConstraints,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -62,6 +70,51 @@ class BasicUserSetting(BaseModel):
     roles: list[str] = Field(default_factory=lambda: ["user"])
 
 
+# Where the AMQP transport's backend class, PulsarAmqpBackend, lives (imported lazily).
+AMQP_MODULE = "tesp_core.backends.pulsar_amqp"
+
+BackendName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")]
+
+
+class BackendSettings(BaseModel):
+    """One named Pulsar backend (setting ``backends``, TOML ``[backends.NAME]``).
+
+    See docs/deployment-backends.md for routing between several.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
+
+    # Pulsar's REST URL. None with transport "rest": the embedded Pulsar (at most one).
+    url: str | None = None
+    token: SecretStr | None = None
+    manager: str = "_default_"
+    # How many of TESP's jobs this backend runs at once.
+    capacity: int = Field(default=8, ge=1)
+    # ["gpu", "site=eu"] or {gpu = "", site = "eu"}; tasks ask with backend_parameters.labels.
+    labels: list[str] | dict[str, str] = Field(default_factory=list)
+    # The largest task this backend fits (None: no limit).
+    max_cpu_cores: int | None = Field(default=None, ge=1)
+    max_ram_gb: float | None = Field(default=None, gt=0)
+    max_disk_gb: float | None = Field(default=None, gt=0)
+    # None: this interpreter for the embedded Pulsar, python3 for an external one.
+    worker_python: str | None = None
+    transport: Literal["rest", "amqp"] = "rest"
+    amqp_url: SecretStr | None = None
+
+    @model_validator(mode="after")
+    def _transport(self) -> BackendSettings:
+        from tesp_core.routing import parse_labels
+
+        parse_labels(self.labels, "labels")
+        if self.transport == "amqp" and self.amqp_url is None:
+            raise ValueError("transport 'amqp' needs amqp_url")
+        if self.transport == "amqp" and importlib.util.find_spec(AMQP_MODULE) is None:
+            raise ValueError(f"transport 'amqp' needs {AMQP_MODULE}, which this TESP lacks")
+        if self.token is not None and self.url is None:
+            raise ValueError("a token needs a url (the embedded Pulsar makes its own)")
+        return self
+
+
 def _default_data_dir() -> Path:
     base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     return Path(base) / "tesp"
@@ -76,11 +129,24 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
     data_dir: Path = Field(default_factory=_default_data_dir)
+    # Tasks in PostgreSQL (postgresql://user:password@host/db, needs the postgres extra)
+    # instead of SQLite in data_dir, so several replicas can share them
+    # (docs/deployment-replicas.md). A replica silent for lease_seconds is presumed dead.
+    database_url: SecretStr | None = None
+    lease_seconds: float = Field(default=30.0, ge=1)
+    database_pool_size: int = Field(default=10, ge=1)
 
+    # Several named Pulsars with routing (docs/deployment-backends.md). Empty: the one
+    # Pulsar below, named "default".
+    backends: dict[BackendName, BackendSettings] = Field(default_factory=dict)
     # Pulsar. No URL: TESP starts an embedded Pulsar on loopback and stops it on exit.
     pulsar_url: str | None = None
     pulsar_token: SecretStr | None = None
     pulsar_manager: str = "_default_"
+    # "amqp": reach that Pulsar only through RabbitMQ (its message_queue_url mode, no REST
+    # call; docs/deployment-amqp.md). Needs pulsar_amqp_url and the amqp extra.
+    pulsar_transport: Literal["rest", "amqp"] = "rest"
+    pulsar_amqp_url: SecretStr | None = None
     # How many Pulsar jobs TESP keeps in flight (Pulsar's own queue limit is not honoured).
     max_in_flight: int = Field(default=8, ge=1)
     # false: accept and store tasks but send none to Pulsar (they stay QUEUED).
@@ -136,11 +202,37 @@ class Settings(BaseSettings):
     admin_role: str = "admin"
     user_role: str = ""
 
+    # Operations (docs/operations.md): log lines as text or JSON, and who may read
+    # /metrics when auth is on (false: the admin role only).
+    log_format: Literal["text", "json"] = "text"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    metrics_public: bool = False
+
     # Service-info.
     service_id: str = "org.tesp.local"
     service_name: str = "TESP"
     organization_name: str = "TESP"
     organization_url: str = "https://example.org/tesp"
+
+    @model_validator(mode="after")
+    def _pulsar_amqp(self) -> Settings:
+        if self.pulsar_transport == "amqp" and self.pulsar_amqp_url is None:
+            raise ValueError("pulsar_transport 'amqp' needs pulsar_amqp_url")
+        return self
+
+    @model_validator(mode="after")
+    def _one_embedded(self) -> Settings:
+        embedded = [n for n, b in self.backends.items() if b.url is None and b.transport == "rest"]
+        if len(embedded) > 1:
+            raise ValueError(f"backends: only one may be the embedded Pulsar (no url): {embedded}")
+        return self
+
+    @model_validator(mode="after")
+    def _database_url(self) -> Settings:
+        url = self.database_url.get_secret_value() if self.database_url else None
+        if url is not None and not url.startswith(("postgresql://", "postgres://")):
+            raise ValueError("database_url must be a postgresql:// URL")
+        return self
 
     @model_validator(mode="after")
     def _s3_key_pair(self) -> Settings:

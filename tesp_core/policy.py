@@ -10,11 +10,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
+from tesp_core.backends.scheduler import SCHEDULER_PARAMETERS, check_scheduler_parameters
 from tesp_core.errors import InvalidTaskError
 from tesp_core.models import FileType, Task
 
-# backend_parameters keys TESP understands (advertised in service-info).
-SUPPORTED_BACKEND_PARAMETERS: tuple[str, ...] = ()
+# backend_parameters keys TESP understands (advertised in service-info). "backend" and
+# "labels" choose among named backends (docs/deployment-backends.md).
+SUPPORTED_BACKEND_PARAMETERS: tuple[str, ...] = (*SCHEDULER_PARAMETERS, "backend", "labels")
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,7 @@ def check_task(task: Task, policy: Policy) -> None:
             check_url(f"inputs[{n}].url", item.url, policy)
     for n, out in enumerate(task.outputs or []):
         check_url(f"outputs[{n}].url", out.url, policy)
+    check_scheduler_parameters(task)
     resources = task.resources
     if resources and resources.backend_parameters_strict:
         for key in resources.backend_parameters or {}:

@@ -6,6 +6,7 @@ and the embedded mode of the workflow adapters all start TESP through :class:`Te
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import sys
@@ -16,12 +17,16 @@ from typing import Any
 
 from pydantic import SecretStr
 
+from tesp_core.backends.base import Backend
 from tesp_core.backends.embedded import EmbeddedPulsar
 from tesp_core.backends.pulsar import PulsarBackend
-from tesp_core.config import Settings
+from tesp_core.backends.router import BackendPool, PoolMember
+from tesp_core.config import AMQP_MODULE, BackendSettings, Settings
 from tesp_core.policy import Policy
+from tesp_core.routing import BackendProfile, parse_labels
 from tesp_core.service import Limits, TaskService
 from tesp_core.storage.redact import redact_url
+from tesp_core.store.base import TaskStore
 from tesp_core.store.sqlite import SQLiteTaskStore
 from tesp_core.translate import WorkerOptions
 from tesp_core.worker.package import build_zipapp
@@ -54,27 +59,9 @@ class Tesp:
                 "on this host as this server's user and can read other tasks' files; use "
                 "bwrap or a container runtime unless all users are trusted"
             )
-        store = SQLiteTaskStore(data_dir / "tasks.sqlite")
-        url, token, python = s.pulsar_url, s.pulsar_token, s.worker_python
+        store = open_store(s, data_dir)
         zipapp = build_zipapp(data_dir / "worker")
-        embedded = url is None
-        if url is None:
-            self.pulsar = EmbeddedPulsar(data_dir / "pulsar", concurrent_jobs=s.max_in_flight)
-            url = self.pulsar.start()
-            token_value: str | None = self.pulsar.token
-            python = python or sys.executable
-        else:
-            token_value = token.get_secret_value() if token else None
-            python = python or "python3"
-        backend = PulsarBackend(
-            url,
-            token=token_value,
-            manager=s.pulsar_manager,
-            worker_python=python,
-            concurrency=s.max_in_flight + 4,
-            local_staging=data_dir / "pulsar" / "staging" if embedded else None,
-            local_worker=zipapp if embedded else None,
-        )
+        backend, max_in_flight = self._backends(data_dir, zipapp)
         storage = worker_storage(s)
         self.service = TaskService(
             store,
@@ -93,18 +80,81 @@ class Tesp:
             ),
             worker_zipapp=zipapp,
             limits=Limits(
-                max_in_flight=s.max_in_flight,
+                max_in_flight=max_in_flight,
                 poll_max=s.poll_interval_max,
                 max_task_seconds=s.max_task_seconds,
                 backend_retry_seconds=s.backend_retry_seconds,
                 heartbeat_stale_seconds=s.heartbeat_stale_seconds,
+                lease_seconds=s.lease_seconds if s.database_url is not None else None,
             ),
         )
         self.service.start(dispatch=s.dispatch)
         log.info(
-            "TESP ready: data in %s, Pulsar at %s, runtime %s", data_dir, url, s.effective_runtime()
+            "TESP ready: data in %s, backends %s, runtime %s",
+            data_dir,
+            backend.names,
+            s.effective_runtime(),
         )
         return self
+
+    # -- backends (docs/deployment-backends.md) ----------------------------------------------
+
+    def _backends(self, data_dir: Path, zipapp: Path) -> tuple[BackendPool, int]:
+        """The named backends (or the one ``default`` Pulsar) and the in-flight limit."""
+        s = self.settings
+        if not s.backends:
+            single = BackendSettings.model_construct(
+                url=s.pulsar_url,
+                token=s.pulsar_token if s.pulsar_url else None,
+                manager=s.pulsar_manager,
+                capacity=s.max_in_flight,
+                worker_python=s.worker_python,
+                transport=s.pulsar_transport,
+                amqp_url=s.pulsar_amqp_url,
+            )
+            backend, shown = self._backend(single, data_dir, zipapp)
+            return BackendPool.single(backend, shown), s.max_in_flight
+        members = []
+        for name, b in s.backends.items():
+            backend, shown = self._backend(b, data_dir, zipapp)
+            labels = parse_labels(b.labels, f"backends.{name}.labels")
+            profile = BackendProfile(
+                name, b.capacity, labels, b.max_cpu_cores, b.max_ram_gb, b.max_disk_gb
+            )
+            members.append(PoolMember(profile, backend, shown))
+        total = sum(b.capacity for b in s.backends.values())
+        # max_in_flight, when set, still caps the total over every backend.
+        limit = min(total, s.max_in_flight) if "max_in_flight" in s.model_fields_set else total
+        return BackendPool(members), limit
+
+    def _backend(self, b: BackendSettings, data_dir: Path, zipapp: Path) -> tuple[Backend, str]:
+        """One backend and its URL as task logs show it (credentials redacted)."""
+        token = b.token.get_secret_value() if b.token else None
+        if b.transport == "amqp":
+            assert b.amqp_url is not None  # BackendSettings checked it
+            shown = redact_url(b.url or b.amqp_url.get_secret_value())
+            return _amqp_backend(b, token, data_dir), shown
+        if b.url is None:
+            self.pulsar = EmbeddedPulsar(data_dir / "pulsar", concurrent_jobs=b.capacity)
+            url = self.pulsar.start()
+            embedded = PulsarBackend(
+                url,
+                token=self.pulsar.token,
+                manager=b.manager,
+                worker_python=b.worker_python or sys.executable,
+                concurrency=b.capacity + 4,
+                local_staging=data_dir / "pulsar" / "staging",
+                local_worker=zipapp,
+            )
+            return embedded, redact_url(url)
+        external = PulsarBackend(
+            b.url,
+            token=token,
+            manager=b.manager,
+            worker_python=b.worker_python or "python3",
+            concurrency=b.capacity + 4,
+        )
+        return external, redact_url(b.url)
 
     def stop(self) -> None:
         """Stop dispatching, close the store, stop the embedded Pulsar."""
@@ -126,6 +176,41 @@ class Tesp:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+def _amqp_backend(b: BackendSettings, token: str | None, data_dir: Path) -> Backend:
+    """A PulsarAmqpBackend, imported only when a backend asks for the AMQP transport."""
+    module = importlib.import_module(AMQP_MODULE)
+    assert b.amqp_url is not None  # BackendSettings checked it
+    backend: Backend = module.PulsarAmqpBackend(
+        b.url,
+        amqp_url=b.amqp_url.get_secret_value(),
+        state_dir=data_dir / "amqp",
+        token=token,
+        manager=b.manager,
+        worker_python=b.worker_python or "python3",
+    )
+    return backend
+
+
+def open_store(settings: Settings, data_dir: Path) -> TaskStore:
+    """PostgreSQL when ``database_url`` is set (replicas may share it), else SQLite."""
+    if settings.database_url is None:
+        return SQLiteTaskStore(data_dir / "tasks.sqlite")
+    try:
+        from tesp_core.store.postgres import PostgresTaskStore
+    except ImportError as exc:
+        raise RuntimeError("database_url needs the postgres extra: tesp[postgres]") from exc
+    backends = settings.backends.values()
+    if any(b.url is None for b in backends) or (not backends and settings.pulsar_url is None):
+        log.warning(
+            "database_url with the embedded Pulsar: other replicas cannot reach its jobs and "
+            "will not finish its tasks if this one dies; give every replica the same "
+            "external Pulsar (docs/deployment-replicas.md)"
+        )
+    return PostgresTaskStore(
+        settings.database_url.get_secret_value(), pool_size=settings.database_pool_size
+    )
 
 
 def storage_listing(settings: Settings) -> list[str]:

@@ -28,6 +28,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from tesp_core.backends.base import Backend
+from tesp_core.backends.router import BackendPool
 from tesp_core.errors import (
     BackendError,
     BackendJobLostError,
@@ -35,9 +36,12 @@ from tesp_core.errors import (
     InvalidTaskError,
     TaskNotFoundError,
 )
+from tesp_core.metrics import TaskHooks
 from tesp_core.models import ExecutorLog, OutputFileLog, State, Task, TaskLog
 from tesp_core.policy import Policy, check_task
-from tesp_core.store.base import ListQuery, StoredTask, TaskStore
+from tesp_core.replicas import LeaseKeeper
+from tesp_core.routing import BackendsBusyError, BackendsDownError
+from tesp_core.store.base import Lease, ListQuery, StoredTask, TaskStore
 from tesp_core.translate import WorkerOptions, worker_spec
 
 log = logging.getLogger(__name__)
@@ -90,6 +94,9 @@ class Limits:
     done_grace_seconds: float = 5.0
     max_task_seconds: float | None = None
     backend_retry_seconds: float = 300.0
+    # Replicas sharing one store (docs/deployment-replicas.md): a replica that does not
+    # renew its claims this long is presumed dead. None: this process is the only one.
+    lease_seconds: float | None = None
 
 
 @dataclass
@@ -112,6 +119,8 @@ class _Tracked:
     # Tasks with several executors show each executor's log as soon as it ended.
     multi_executor: bool = False
     executors_seen: int = 0
+    # Waiting for a backend that fits to come back: holds no slot on any backend.
+    unplaced: bool = False
 
 
 class TaskService:
@@ -120,7 +129,7 @@ class TaskService:
     def __init__(
         self,
         store: TaskStore,
-        backend: Backend,
+        backend: Backend | BackendPool,
         *,
         policy: Policy,
         worker_options: WorkerOptions,
@@ -128,7 +137,8 @@ class TaskService:
         limits: Limits | None = None,
     ) -> None:
         self.store = store
-        self.backend = backend
+        # Every backend call goes through the pool: it knows which backend runs which job.
+        self.backend = backend if isinstance(backend, BackendPool) else BackendPool.single(backend)
         self.policy = policy
         self.worker_options = worker_options
         self.worker_zipapp = worker_zipapp
@@ -137,11 +147,18 @@ class TaskService:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._queue: deque[str] = deque()
+        # Tasks whose backends are all full; back to the queue when a slot frees.
+        self._parked: deque[str] = deque()
+        self._slots_freed = 0
         self._active: dict[str, _Tracked] = {}
         self._pool = ThreadPoolExecutor(
             max_workers=min(32, self.limits.max_in_flight + 4), thread_name_prefix="tesp-backend"
         )
         self._thread: threading.Thread | None = None
+        # This process's identity towards the store; tasks it creates or adopts are its own.
+        self.lease = Lease(uuid.uuid4().hex, self.limits.lease_seconds or 30.0)
+        self._keeper: LeaseKeeper | None = None
+        self.hooks = TaskHooks()  # metrics (tesp_core.metrics) replace these no-ops
 
     # -- public API -------------------------------------------------------------------------
 
@@ -155,11 +172,13 @@ class TaskService:
         except ValidationError as exc:
             raise validation_error(exc) from exc
         check_task(task, self.policy)
+        self.backend.check(task)
         task.id = str(uuid.uuid4())
         task.state = State.QUEUED
         task.creation_time = now_rfc3339()
         task.logs = None
-        self.store.insert(StoredTask(task, owner))
+        # Held by this replica when it dispatches; else any dispatching replica adopts it.
+        self.store.insert(StoredTask(task, owner), self.lease if self._thread else None)
         log.info("task %s: created (%d executors)", task.id, len(task.executors))
         with self._lock:
             self._queue.append(task.id)
@@ -191,8 +210,9 @@ class TaskService:
         if stored is None or (owner is not None and stored.owner != owner):
             raise TaskNotFoundError(task_id)
         with self._lock:
-            if task_id in self._queue:
-                self._queue.remove(task_id)
+            waiting = self._queue if task_id in self._queue else self._parked
+            if task_id in waiting:
+                waiting.remove(task_id)
                 self._finish(task_id, State.CANCELED, [])
                 return
             if not self._transition(task_id, State.CANCELING):
@@ -213,24 +233,52 @@ class TaskService:
         if not dispatch:
             log.warning("dispatch is off: tasks are stored and stay QUEUED")
             return
+        self.store.renew(self.lease)
+        log.info("replica %s: starting", self.lease.replica)
         self._recover()
         self._thread = threading.Thread(target=self._loop, name="tesp-dispatch", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
         """Stop dispatching; in-flight tasks keep running and are recovered on restart."""
+        if self._keeper is not None:
+            self._keeper.stop()  # adopts nothing more
         self._stop.set()
         self._wake.set()
         if self._thread is not None:
             self._thread.join(10)
         # Pending backend calls (a cancel among them) are finished, not dropped.
         self._pool.shutdown(wait=True)
+        if self._keeper is not None:
+            # Other replicas adopt this one's tasks at once instead of after the lease.
+            self.store.release(self.lease)
 
     def _recover(self) -> None:
-        for stored in self.store.in_states(_IN_FLIGHT):
+        self._adopt(self.store.claim_orphans(self.lease))
+        if self.limits.lease_seconds is not None:
+            self._keeper = LeaseKeeper(
+                self.store,
+                self.lease,
+                adopt=self._adopt,
+                cancel=self._remote_cancel,
+                drop=self._drop_lost,
+            )
+            self._keeper.start()
+
+    def _adopt(self, tasks: list[StoredTask]) -> None:
+        """Track tasks this replica just claimed: re-attach if submitted, else queue."""
+        with self._lock:
+            self._adopt_locked(tasks)
+
+    def _adopt_locked(self, tasks: list[StoredTask]) -> None:
+        known = {*self._queue, *self._parked, *self._active}
+        for stored in tasks:
             task_id = stored.task.id
             assert task_id is not None
+            if task_id in known:
+                continue
             if stored.backend.get("submitted"):
+                self.backend.attach(task_id, stored.backend.get("backend"))
                 self._active[task_id] = _Tracked(
                     task_id,
                     recovered=True,
@@ -263,7 +311,11 @@ class TaskService:
     def _tick(self) -> float:
         now = time.monotonic()
         with self._lock:
-            while self._queue and len(self._active) < self.limits.max_in_flight:
+            # Tasks waiting for a down backend hold no slot; as many again may wait so
+            # before they block tasks that backends which are up could run.
+            unplaced = sum(1 for t in self._active.values() if t.unplaced)
+            room = self.limits.max_in_flight + min(unplaced, self.limits.max_in_flight)
+            while self._queue and len(self._active) < room:
                 task_id = self._queue.popleft()
                 self._active[task_id] = _Tracked(task_id)
             due = [t for t in self._active.values() if not t.busy and t.next_poll <= now]
@@ -285,14 +337,35 @@ class TaskService:
         self._wake.set()
 
     def _forget(self, task_id: str) -> None:
+        self.backend.forget(task_id)
         with self._lock:
             self._active.pop(task_id, None)
+            # The freed slot may fit a task that waits for room on its backends.
+            self._slots_freed += 1
+            self._queue.extendleft(reversed(self._parked))
+            self._parked.clear()
+        self._wake.set()
+
+    def _park(self, tracked: _Tracked, freed: int) -> None:
+        """Every backend the task fits is full: it waits outside the in-flight count until
+        a task leaves (or at once again, if one left while it was being placed)."""
+        self.backend.release(tracked.task_id)
+        with self._lock:
+            self._active.pop(tracked.task_id, None)
+            if self._slots_freed != freed:
+                self._queue.appendleft(tracked.task_id)
+            else:
+                self._parked.append(tracked.task_id)
         self._wake.set()
 
     # -- backend calls (run in the pool) ----------------------------------------------------
 
     def _submit(self, tracked: _Tracked) -> None:
         task_id = tracked.task_id
+        if self._keeper is not None and not self.store.hold(task_id, self.lease):
+            log.warning("task %s: now held by another replica, leaving it", task_id)
+            self._forget(task_id)
+            return
         stored = self.store.get(task_id)
         if stored is None or stored.task.state not in (State.QUEUED, State.CANCELING):
             self._forget(task_id)
@@ -301,34 +374,52 @@ class TaskService:
             self._finish(task_id, State.CANCELED, [])
             self._forget(task_id)
             return
+        freed = self._slots_freed
         try:
-            if not (stored.backend.get("submitting") and self._already_started(task_id)):
-                self.store.update_backend(task_id, {"submitting": True})
-                self.backend.submit(
-                    task_id,
-                    worker_spec(stored.task, self.worker_options),
-                    self.worker_zipapp,
-                    stored.task,
-                )
+            name = self._send(task_id, stored)
+        except BackendsBusyError:
+            self._park(tracked, freed)
+            return
         except BackendUnavailableError as exc:
+            self.hooks.backend_error("submit", exc)
+            tracked.unplaced = isinstance(exc, BackendsDownError)
             if not self._backend_down_too_long(tracked, str(exc)):
                 log.warning("task %s: backend unavailable, will retry: %s", task_id, exc)
                 self._backoff(tracked)
             return
         except BackendError as exc:
+            self.hooks.backend_error("submit", exc)
             self._finish(task_id, State.SYSTEM_ERROR, [f"submitting to the backend failed: {exc}"])
             self._forget(task_id)
             return
-        self.store.update_backend(task_id, {"submitted": True})
-        tracked.submitted, tracked.unreachable_since = True, None
+        self.store.update_backend(task_id, {"submitted": True, "backend": name})
+        tracked.submitted, tracked.unreachable_since, tracked.unplaced = True, None, False
         tracked.multi_executor = len(stored.task.executors) > 1
-        meta = {"backend": "pulsar", "pulsar_job_id": task_id}
+        meta = self.backend.metadata(name, task_id)
         self._transition(task_id, State.QUEUED, lambda t: _start_log(t, meta))
-        log.info("task %s: submitted to Pulsar", task_id)
+        log.info("task %s: submitted to backend %s", task_id, name)
         current = self.store.get(task_id)
         if current is not None and current.task.state is State.CANCELING:
             self._kill(task_id)
         self._reschedule(tracked, reset=True)
+
+    def _send(self, task_id: str, stored: StoredTask) -> str:
+        """Place the task on a backend and submit it there; the backend's name.
+
+        An earlier submission that may have reached its backend (a crash, or an error
+        after the connection was made) pins the task there: attach if the job started.
+        """
+        pinned = stored.backend.get("backend", "") if stored.backend.get("submitting") else None
+        where = self.backend.place(task_id, stored.task, pinned)
+        if not (where.resumed and self._already_started(task_id)):
+            self.store.update_backend(task_id, {"submitting": True, "backend": where.name})
+            self.backend.submit(
+                task_id,
+                worker_spec(stored.task, self.worker_options),
+                self.worker_zipapp,
+                stored.task,
+            )
+        return where.name
 
     def _already_started(self, task_id: str) -> bool:
         """After a crash mid-submit: did the Pulsar job start? (Then attach, never rerun.)"""
@@ -352,6 +443,7 @@ class TaskService:
 
     def _poll(self, tracked: _Tracked) -> None:
         task_id = tracked.task_id
+        self._attach(task_id)
         try:
             if self._quiet(tracked):
                 self._reschedule(tracked)
@@ -364,14 +456,23 @@ class TaskService:
                 return
             self._on_done(task_id, status.phase, status.stderr)
         except BackendJobLostError as exc:
+            self.hooks.backend_error("poll", exc)
             self._finish(task_id, State.SYSTEM_ERROR, [f"the Pulsar job vanished: {exc}"])
             self._forget(task_id)
         except BackendUnavailableError as exc:
+            self.hooks.backend_error("poll", exc)
             if not self._backend_down_too_long(tracked, str(exc)):
                 self._backoff(tracked)
         except BackendError as exc:
+            self.hooks.backend_error("poll", exc)
             self._finish(task_id, State.SYSTEM_ERROR, [f"backend error: {exc}"])
             self._forget(task_id)
+
+    def _attach(self, task_id: str) -> None:
+        """Tell the pool which backend runs a task it has not placed (one adopted later)."""
+        if not self.backend.placed(task_id):
+            stored = self.store.get(task_id)
+            self.backend.attach(task_id, stored.backend.get("backend") if stored else None)
 
     def _quiet(self, tracked: _Tracked) -> bool:
         """True when a backend that sees the job's files says nothing changed.
@@ -492,6 +593,7 @@ class TaskService:
         try:
             self.backend.cancel(task_id)
         except BackendError as exc:
+            self.hooks.backend_error("cancel", exc)
             log.warning("task %s: cancel on the backend failed: %s", task_id, exc)
         with self._lock:
             tracked = self._active.get(task_id)
@@ -503,6 +605,7 @@ class TaskService:
         try:
             self.backend.clean(task_id)
         except BackendError as exc:
+            self.hooks.backend_error("clean", exc)
             log.warning("task %s: cleaning the Pulsar job failed: %s", task_id, exc)
         self._forget(task_id)
 
@@ -520,6 +623,34 @@ class TaskService:
         )
         self._forget(tracked.task_id)
         return True
+
+    # -- replicas: tasks held elsewhere changed (tesp_core.replicas runs these) -------------
+
+    def _remote_cancel(self, task_ids: list[str]) -> None:
+        """Another replica's API set CANCELING on tasks this one holds: cancel them here."""
+        for task_id in task_ids:
+            with self._lock:
+                waiting = self._queue if task_id in self._queue else self._parked
+                if task_id in waiting:
+                    waiting.remove(task_id)
+                    self._finish(task_id, State.CANCELED, [])
+                    continue
+                tracked = self._active.get(task_id)
+            # Not yet submitted: _submit sees CANCELING and does not start it.
+            if tracked is not None and tracked.submitted:
+                log.info("task %s: cancel requested through another replica", task_id)
+                self._pool.submit(self._kill, task_id)
+
+    def _drop_lost(self, held: set[str]) -> None:
+        """Stop driving every tracked task that another replica took over."""
+        with self._lock:
+            for waiting in (self._queue, self._parked):
+                for task_id in [t for t in waiting if t not in held]:
+                    log.warning("task %s: adopted by another replica meanwhile", task_id)
+                    waiting.remove(task_id)
+            for task_id in [t for t in self._active if t not in held]:
+                log.warning("task %s: adopted by another replica meanwhile", task_id)
+                self._active.pop(task_id)
 
     # -- state changes (the only place they happen) -----------------------------------------
 
@@ -545,7 +676,9 @@ class TaskService:
             task.state = state
             if mutate is not None:
                 mutate(task)
-            self.store.update_task(task)
+            if not self.store.update_task(task, expected=current):
+                # Another replica moved the task on meanwhile (a cancel): decide again.
+                return self._transition(task_id, state, mutate)
         if state is not current:
             log.info("task %s: %s -> %s", task_id, current.value, state.value)
         return True
@@ -566,6 +699,7 @@ class TaskService:
             if system_logs:
                 tlog.system_logs = [*(tlog.system_logs or []), *system_logs]
             task.logs = [tlog]
+            self.hooks.task_finished(task, result)
 
         self._transition(task_id, state, apply)
 

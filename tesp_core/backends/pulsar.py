@@ -19,6 +19,7 @@ from typing import Any
 import requests
 from requests.adapters import HTTPAdapter
 
+from tesp_core.backends.scheduler import scheduler_request, script_directive, submit_params
 from tesp_core.errors import BackendError, BackendJobLostError, BackendUnavailableError
 from tesp_core.models import Task
 from tesp_core.storage.redact import redact_text
@@ -100,8 +101,11 @@ class PulsarBackend:
         else:
             worker_path = str(self._local_worker)
         self._upload(job_id, SPEC_FILE, json.dumps(spec).encode())
-        command = shlex.join([self._python, worker_path, f"{tools_dir}/{SPEC_FILE}", working_dir])
-        self._call("POST", f"/jobs/{job_id}/submit", params={"command_line": command})
+        # -S: the worker is stdlib only, and site's .pth processing is most of a venv
+        # interpreter's start-up (38 -> 12 ms here); the S3 driver runs site when it needs boto3.
+        argv = [self._python, "-S", worker_path, f"{tools_dir}/{SPEC_FILE}", working_dir]
+        command = shlex.join(argv)
+        self._call("POST", f"/jobs/{job_id}/submit", params=_submit_query(command, task))
         log.debug("task %s: submitted to Pulsar %s", job_id, self.url)
 
     def status(self, job_id: str) -> JobStatus:
@@ -210,6 +214,21 @@ class PulsarBackend:
                 f"Pulsar at {self.url}: {method} {path} answered HTTP {response.status_code}"
             )
         return response
+
+
+def _submit_query(command: str, task: Task) -> dict[str, str]:
+    """The query of ``/jobs/{id}/submit``: the command line and the scheduler request.
+
+    ``params`` is what Pulsar hands its manager as ``submit_params``; the directive line
+    serves managers that ignore them (``queued_cli``, see ``backends/scheduler.py``).
+    """
+    request = scheduler_request(task)
+    if request.empty:
+        return {"command_line": command}
+    return {
+        "command_line": f"{script_directive(request)}\n{command}",
+        "params": json.dumps(submit_params(request)),
+    }
 
 
 def _read_local_json(path: Path) -> dict[str, Any] | None:

@@ -22,7 +22,9 @@ from tesp_core.models.views import render_document
 from tesp_core.policy import SUPPORTED_BACKEND_PARAMETERS
 from tesp_core.runtime import storage_listing
 from tesp_core.server.auth import ANONYMOUS_ADMIN, Principal, build_authenticator
+from tesp_core.server.dashboard import mount_dashboard
 from tesp_core.server.errors import install_error_handlers
+from tesp_core.server.ops import install_ops
 from tesp_core.service import TaskService
 from tesp_core.storage.redact import redact_url
 from tesp_core.store.base import ListQuery
@@ -56,9 +58,11 @@ def create_app(service: TaskService, settings: Settings) -> FastAPI:
     )
     app.state.service = service
     install_error_handlers(app)
+    install_ops(app, service, settings)
     router = _router(service, settings)
     for base in BASE_PATHS:
         app.include_router(router, prefix=base, include_in_schema=base == BASE_PATHS[0])
+    mount_dashboard(app)
     return app
 
 

@@ -32,17 +32,47 @@ class ListQuery:
     minimal: bool = False
 
 
+@dataclass(frozen=True)
+class Lease:
+    """Who holds a task: one running TESP (a replica) and how long its claims last.
+
+    A replica that does not renew within ``seconds`` is presumed dead and its in-flight
+    tasks may be claimed by another replica sharing the store.
+    """
+
+    replica: str
+    seconds: float = 30.0
+
+
+@dataclass(frozen=True)
+class Renewal:
+    """What :meth:`TaskStore.renew` learnt about this replica's tasks."""
+
+    # The replica's lease had lapsed (or was never taken): other replicas may have claimed
+    # some of its tasks, so it must drop those that :meth:`TaskStore.held` no longer lists.
+    lapsed: bool
+    # Tasks this replica holds that someone (another replica's API) set CANCELING.
+    canceling: list[str] = field(default_factory=list)
+
+
+IN_FLIGHT = (State.QUEUED, State.INITIALIZING, State.RUNNING, State.CANCELING)
+
+
 class TaskStore(Protocol):
     """Persistence of tasks. Implementations are safe to call from several threads."""
 
-    def insert(self, stored: StoredTask) -> None:
-        """Store a new task (its ``id`` must be unique)."""
+    def insert(self, stored: StoredTask, lease: Lease | None = None) -> None:
+        """Store a new task (its ``id`` must be unique), held by ``lease``'s replica."""
 
     def get(self, task_id: str) -> StoredTask | None:
         """Return the task with this id, or None."""
 
-    def update_task(self, task: Task) -> None:
-        """Replace the document and state of an existing task (not its bookkeeping)."""
+    def update_task(self, task: Task, expected: State | None = None) -> bool:
+        """Replace the document and state of an existing task (not its bookkeeping).
+
+        With ``expected``, only while the stored state still is ``expected`` (another
+        replica may have set CANCELING meanwhile). True when the task was replaced.
+        """
 
     def update_backend(self, task_id: str, backend: dict[str, Any]) -> None:
         """Replace only the backend bookkeeping of a task (never its state)."""
@@ -61,6 +91,29 @@ class TaskStore(Protocol):
 
     def count_by_state(self) -> dict[State, int]:
         """How many tasks are in each state."""
+
+    # -- claims: which replica drives which in-flight task ---------------------------------
+
+    def renew(self, lease: Lease) -> Renewal:
+        """Extend (or first take) the replica's lease; report what changed meanwhile."""
+
+    def hold(self, task_id: str, lease: Lease) -> bool:
+        """True when the replica, its lease still valid (and now extended), holds the task.
+
+        Checked right before a task is submitted, so only its holder ever submits it.
+        """
+
+    def held(self, lease: Lease) -> set[str]:
+        """The ids of the in-flight tasks the replica holds."""
+
+    def claim_orphans(self, lease: Lease, limit: int | None = None) -> list[StoredTask]:
+        """Atomically take over in-flight tasks nobody (alive) holds, oldest first.
+
+        Each task is returned to exactly one replica.
+        """
+
+    def release(self, lease: Lease) -> None:
+        """Give up every claim of the replica (a clean stop): others may adopt at once."""
 
     def close(self) -> None:
         """Release the underlying resources."""

@@ -18,7 +18,7 @@ from typing import Any
 
 from tesp_core.errors import InvalidTaskError
 from tesp_core.models import State, Task
-from tesp_core.store.base import ListQuery, StoredTask
+from tesp_core.store.base import IN_FLIGHT, Lease, ListQuery, Renewal, StoredTask
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS tasks (
@@ -40,6 +40,11 @@ CREATE TABLE IF NOT EXISTS tags (
 );
 CREATE INDEX IF NOT EXISTS tags_key_value ON tags(key, value, seq);
 """
+
+_IN_FLIGHT_SQL = ",".join(f"'{s.value}'" for s in IN_FLIGHT)
+# In-flight tasks held by a replica id (?), and those held by anyone else.
+_HELD = f"lease_owner = ? AND state IN ({_IN_FLIGHT_SQL})"
+_NOT_HELD = f"(lease_owner IS NULL OR lease_owner <> ?) AND state IN ({_IN_FLIGHT_SQL})"
 
 
 def encode_page_token(seq: int) -> str:
@@ -72,8 +77,11 @@ class SQLiteTaskStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(tasks)")}
+        if "lease_owner" not in columns:  # a database from before claims existed
+            self._db.execute("ALTER TABLE tasks ADD COLUMN lease_owner TEXT")
 
-    def insert(self, stored: StoredTask) -> None:
+    def insert(self, stored: StoredTask, lease: Lease | None = None) -> None:
         """Store a new task and its tags in one transaction."""
         task = stored.task
         assert task.id is not None and task.state is not None
@@ -81,8 +89,8 @@ class SQLiteTaskStore:
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 cur = self._db.execute(
-                    "INSERT INTO tasks (id, name, state, owner, body, backend)"
-                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO tasks (id, name, state, owner, body, backend, lease_owner)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
                     (
                         task.id,
                         task.name,
@@ -90,6 +98,7 @@ class SQLiteTaskStore:
                         stored.owner,
                         _dump(task),
                         json.dumps(stored.backend),
+                        lease.replica if lease is not None else None,
                     ),
                 )
                 seq = cur.lastrowid
@@ -111,14 +120,16 @@ class SQLiteTaskStore:
             ).fetchone()
         return None if row is None else _stored(row)
 
-    def update_task(self, task: Task) -> None:
+    def update_task(self, task: Task, expected: State | None = None) -> bool:
         """Replace a task's document and state (its backend bookkeeping is left alone)."""
         assert task.state is not None
+        sql = "UPDATE tasks SET state = ?, body = ? WHERE id = ?"
+        params = [task.state.value, _dump(task), task.id]
+        if expected is not None:
+            sql += " AND state = ?"
+            params.append(expected.value)
         with self._lock:
-            self._db.execute(
-                "UPDATE tasks SET state = ?, body = ? WHERE id = ?",
-                (task.state.value, _dump(task), task.id),
-            )
+            return self._db.execute(sql, params).rowcount == 1
 
     def update_backend(self, task_id: str, backend: dict[str, Any]) -> None:
         """Replace a task's backend bookkeeping, leaving its document alone."""
@@ -170,6 +181,62 @@ class SQLiteTaskStore:
             rows = self._db.execute("SELECT state, COUNT(*) FROM tasks GROUP BY state").fetchall()
         return {State(state): count for state, count in rows}
 
+    # -- claims ---------------------------------------------------------------------------
+    #
+    # One SQLite file belongs to one TESP process at a time (like its data directory), so
+    # a claim by any other replica id is a previous life of this server: stale at once.
+
+    def renew(self, lease: Lease) -> Renewal:
+        """Nothing lapses in a single process; report tasks set CANCELING."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id FROM tasks WHERE lease_owner = ? AND state = ? ORDER BY seq",
+                (lease.replica, State.CANCELING.value),
+            ).fetchall()
+        return Renewal(lapsed=False, canceling=[r[0] for r in rows])
+
+    def hold(self, task_id: str, lease: Lease) -> bool:
+        """True unless the task is unknown (or held under another id by this process)."""
+        with self._lock:
+            cur = self._db.execute(
+                "UPDATE tasks SET lease_owner = ? WHERE id = ?"
+                " AND (lease_owner IS NULL OR lease_owner = ?)",
+                (lease.replica, task_id, lease.replica),
+            )
+            return cur.rowcount == 1
+
+    def held(self, lease: Lease) -> set[str]:
+        """In-flight tasks claimed by this replica id."""
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT id FROM tasks WHERE {_HELD}",  # noqa: S608 - constants only
+                (lease.replica,),
+            ).fetchall()
+        return {r[0] for r in rows}
+
+    def claim_orphans(self, lease: Lease, limit: int | None = None) -> list[StoredTask]:
+        """Every in-flight task not claimed by this replica id (oldest first)."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                rows = self._db.execute(
+                    f"SELECT seq, body, owner, backend FROM tasks WHERE {_NOT_HELD}"  # noqa: S608
+                    " ORDER BY seq LIMIT ?",
+                    (lease.replica, -1 if limit is None else limit),
+                ).fetchall()
+                self._db.executemany(
+                    "UPDATE tasks SET lease_owner = ? WHERE seq = ?",
+                    [(lease.replica, r[0]) for r in rows],
+                )
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return [_stored(r[1:]) for r in rows]
+
+    def release(self, lease: Lease) -> None:
+        """Nothing to do: the next process on this file treats old claims as stale."""
+
     def close(self) -> None:
         """Close the database."""
         with self._lock:
@@ -196,8 +263,10 @@ def _where(query: ListQuery) -> tuple[str, list[Any]]:
         params.append(query.owner)
     if query.name_prefix:
         # A literal prefix: no LIKE/GLOB metacharacters to escape.
-        clauses.append("substr(name, 1, ?) = ?")
-        params += [len(query.name_prefix), query.name_prefix]
+        # Compared as UTF-8 bytes: SQLite's text functions stop at a NUL character.
+        prefix = query.name_prefix.encode()
+        clauses.append("substr(CAST(name AS BLOB), 1, ?) = ?")
+        params += [len(prefix), prefix]
     for key, value in query.tags:
         if value:
             clauses.append(
