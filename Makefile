@@ -58,7 +58,7 @@ lint: setup
 typecheck: setup
 	$(BIN)/mypy tesp_core
 
-test: setup lint typecheck
+test: setup test-system-deps lint typecheck
 	$(BIN)/pytest -q
 
 # Galaxy pins an older pulsar-galaxy-lib that cannot share TESP's environment: its runner is
