@@ -121,6 +121,8 @@ class _Tracked:
     executors_seen: int = 0
     # Waiting for a backend that fits to come back: holds no slot on any backend.
     unplaced: bool = False
+    # The task ended from the worker's result.json; the job is polled only to clean it.
+    finished: bool = False
 
 
 class TaskService:
@@ -445,6 +447,11 @@ class TaskService:
         task_id = tracked.task_id
         self._attach(task_id)
         try:
+            if tracked.finished:
+                self._drain(tracked)
+                return
+            if self._finished_early(tracked):
+                return
             if self._quiet(tracked):
                 self._reschedule(tracked)
                 return
@@ -467,6 +474,44 @@ class TaskService:
             self.hooks.backend_error("poll", exc)
             self._finish(task_id, State.SYSTEM_ERROR, [f"backend error: {exc}"])
             self._forget(task_id)
+
+    def _finished_early(self, tracked: _Tracked) -> bool:
+        """End the task as soon as a backend that sees the job's files shows result.json.
+
+        The worker writes result.json (atomically) after the last upload; the Pulsar job
+        then still has to exit and be post-processed, which took 100-150 ms here. The
+        task's outcome does not depend on that, so it ends now and the job is drained.
+        """
+        if not self.backend.finished_hint(tracked.task_id):
+            return False
+        result = self.backend.read_json(tracked.task_id, RESULT)
+        if result is None:
+            return False
+        self._end_from_result(tracked, result)
+        return True
+
+    def _end_from_result(self, tracked: _Tracked, result: dict[str, Any]) -> None:
+        """Finish the task from the worker's result; keep the job tracked until it ends."""
+        task_id = tracked.task_id
+        stored = self.store.get(task_id)
+        if stored is not None and stored.task.state is State.CANCELING:
+            self._finish(task_id, State.CANCELED, [], result)
+        else:
+            self._finish(task_id, _result_state(result.get("state")), [], result)
+        tracked.finished, tracked.done_seen = True, time.monotonic()
+        self._reschedule(tracked, reset=True)
+
+    def _drain(self, tracked: _Tracked) -> None:
+        """A finished task's job: clean it once Pulsar lets it go (kill it after the grace)."""
+        status = self.backend.status(tracked.task_id)
+        if status.phase in ("queued", "initializing", "running"):
+            waited = time.monotonic() - (tracked.done_seen or 0.0)
+            if waited < self.limits.done_grace_seconds:
+                self._reschedule(tracked)
+                return
+            # A restarted Pulsar can report a finished job running forever.
+            self._kill(tracked.task_id)
+        self._clean(tracked.task_id)
 
     def _attach(self, task_id: str) -> None:
         """Tell the pool which backend runs a task it has not placed (one adopted later)."""
@@ -526,9 +571,9 @@ class TaskService:
         progress = self.backend.read_json(task_id, "progress.json") or {}
         phase = progress.get("state")
         if phase == "DONE":
-            tracked.done_seen = tracked.done_seen or now
-            if tracked.recovered or now - tracked.done_seen > self.limits.done_grace_seconds:
-                self._on_done(task_id, "complete", "")
+            result = self.backend.read_json(task_id, RESULT)
+            if result is not None:
+                self._end_from_result(tracked, result)
                 return True
         if not tracked.running:
             tracked.running = phase in ("RUNNING", "UPLOADING", "DONE")

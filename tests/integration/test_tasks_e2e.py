@@ -456,3 +456,25 @@ def test_executor_logs_appear_while_the_task_runs(tesp_server: TespProcess) -> N
     assert [e["exit_code"] for e in task["logs"][0]["logs"]] == [0]
     requests.post(f"{tesp_server.api}/tasks/{task_id}:cancel", timeout=10)
     assert wait_for_state(tesp_server.api, task_id, TERMINAL)["state"] == "CANCELED"
+
+
+def test_finished_task_jobs_are_cleaned(tesp_server: TespProcess) -> None:
+    # A task ends as soon as the worker's result.json is there; its Pulsar job is still
+    # drained and deleted afterwards (its spec holds storage credentials).
+    staging = tesp_server.data_dir / "pulsar" / "staging"
+    ids = [
+        requests.post(
+            f"{tesp_server.api}/tasks",
+            json={"executors": [{"image": "alpine", "command": ["sh", "-c", f"exit {code}"]}]},
+            timeout=10,
+        ).json()["id"]
+        for code in (0, 4)
+    ]
+    states = [wait_for_state(tesp_server.api, i, TERMINAL)["state"] for i in ids]
+    assert states == ["COMPLETE", "EXECUTOR_ERROR"]
+    full = requests.get(f"{tesp_server.api}/tasks/{ids[1]}?view=FULL", timeout=10).json()
+    assert full["logs"][0]["logs"][0]["exit_code"] == 4
+    deadline = time.monotonic() + 30
+    while any((staging / i).exists() for i in ids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert [i for i in ids if (staging / i).exists()] == []
