@@ -236,6 +236,61 @@ def test_paging_through_many_tasks(server: TespProcess, page: Page) -> None:
     page.click("#page-prev")
     expect_page(1, 29)
     assert page.locator("#page-prev").is_disabled()
+    # The page and the way back live in the address: a reload stays on page 3 and can go back.
+    page.click("#page-next")
+    expect_page(2, 19)
+    page.click("#page-next")
+    expect_page(3, 9)
+    assert "page_token=" in page.url and page.url.count("prev=") == 2
+    page.reload()
+    expect_page(3, 9)
+    assert page.locator("#page-next").is_disabled()
+    page.click("#page-prev")
+    expect_page(2, 19)
+    page.reload()
+    expect_page(2, 19)
+    page.click("#page-prev")
+    expect_page(1, 29)
+    assert "page_token=" not in page.url
+    # A page size from the address that the select does not list is used and shown.
+    page.goto(_list_url(server, name_prefix=prefix, page_size="7", refresh="off"))
+    expect(page.locator("#tasks tbody tr")).to_have_count(7)
+    assert page.locator("#f-size").input_value() == "7"
+    assert page.locator("#notice").is_hidden()
+
+
+def test_errors_replace_the_loading_text(server: TespProcess, page: Page) -> None:
+    page.goto(f"{server.url}/dashboard/#/tasks/does-not-exist")
+    expect(page.locator("#error")).to_have_text(
+        "The server answered 404: task 'does-not-exist' not found"
+    )
+    expect(page.locator("#view .load-failed")).to_have_text("This task could not be loaded.")
+    assert "Loading" not in (page.locator("#view").text_content() or "")
+    assert page.locator("#back").get_attribute("href") == "#/"
+    page.goto(_list_url(server, page_token="not-a-token"))
+    expect(page.locator("#error")).to_contain_text("The server answered 400: page_token:")
+    expect(page.locator("#task-list .load-failed")).to_have_text("The tasks could not be loaded.")
+    assert "Loading" not in (page.locator("#view").text_content() or "")
+
+
+def test_bad_address_parameters_are_set_aside(server: TespProcess, page: Page) -> None:
+    prefix = f"hash-{uuid.uuid4().hex[:8]}-"
+    task_id = _submit(server.api, _echo(f"{prefix}one", "hi"))
+    requests_seen: list[str] = []
+    page.on("request", lambda r: requests_seen.append(r.url) if "/tasks?" in r.url else None)
+    page.goto(_list_url(server, name_prefix=prefix, state="BOGUS", page_size="5000"))
+    expect(page.locator(f'tr[data-task-id="{task_id}"]')).to_have_count(1)
+    expect(page.locator("#notice")).to_have_text(
+        'Ignored in the address: state "BOGUS" is not a TES state; '
+        'page_size "5000" is not 1 to 2047.'
+    )
+    assert page.locator("#f-state").input_value() == ""
+    assert page.locator("#f-size").input_value() == "25"
+    assert "BOGUS" not in page.url and "page_size=25" in page.url
+    assert requests_seen and all("BOGUS" not in u and "page_size=25" in u for u in requests_seen)
+    assert page.locator("#error").is_hidden()
+    # In auth mode none no token can matter: no token button.
+    assert page.locator("#auth-toggle").is_hidden()
 
 
 def test_cancel_button(server: TespProcess, page: Page) -> None:
@@ -253,8 +308,15 @@ def test_cancel_button(server: TespProcess, page: Page) -> None:
 @pytest.fixture(scope="module")
 def basic_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TespProcess]:
     base = tmp_path_factory.mktemp("dash-basic")
-    users = {"alice": {"password_hash": hash_password("alice-pw", iterations=1000)}}
-    env = {"TESP_AUTH_MODE": "basic", "TESP_BASIC_USERS": json.dumps(users)}
+    users = {
+        "alice": {"password_hash": hash_password("alice-pw", iterations=1000)},
+        "bob": {"password_hash": hash_password("bob-pw", iterations=1000), "roles": ["guest"]},
+    }
+    env = {
+        "TESP_AUTH_MODE": "basic",
+        "TESP_BASIC_USERS": json.dumps(users),
+        "TESP_USER_ROLE": "user",
+    }
     proc = TespProcess(data_dir=base / "data", storage=base / "st", env=env).start()
     yield proc
     proc.stop()
@@ -272,7 +334,20 @@ def test_basic_auth_uses_the_browser_credentials(
     page = wrong.new_page()
     page.goto(f"{basic_server.url}/dashboard/")
     expect(page.locator("#error")).to_contain_text("401", timeout=WAIT_MS)
+    expect(page.locator("#task-list .load-failed")).to_have_text("The tasks could not be loaded.")
+    # A Basic challenge is the browser's business: no bearer token button.
+    assert page.locator("#auth-toggle").is_hidden()
     wrong.close()
+    # Signed in but without the role: 403, and the list says it could not load.
+    guest = browser.new_context(http_credentials={"username": "bob", "password": "bob-pw"})
+    page = guest.new_page()
+    page.goto(f"{basic_server.url}/dashboard/#/tasks/{task_id}")
+    expect(page.locator("#error")).to_have_text(
+        "The server answered 403: the role 'user' is required", timeout=WAIT_MS
+    )
+    expect(page.locator("#view .load-failed")).to_have_text("This task could not be loaded.")
+    assert "Loading" not in (page.locator("#view").text_content() or "")
+    guest.close()
     # A browser that answers the challenge (here Playwright, for a person the prompt).
     signed_in = browser.new_context(http_credentials={"username": "alice", "password": "alice-pw"})
     page = signed_in.new_page()
@@ -310,6 +385,7 @@ def test_oidc_bearer_token_pasted_into_the_page(
     page.goto(f"{server.url}/dashboard/")
     expect(page.locator("#error")).to_contain_text("401")
     expect(page.locator("#auth")).to_be_visible()  # a Bearer challenge opens the token form
+    expect(page.locator("#auth-toggle")).to_be_visible()
     page.fill("#auth-token", token)
     page.click("#auth-form button[type=submit]")
     expect(page.locator(f'tr[data-task-id="{task_id}"] .col-name')).to_have_text("carol-task")

@@ -13,6 +13,8 @@
     "EXECUTOR_ERROR", "SYSTEM_ERROR", "CANCELED", "CANCELING", "PREEMPTED",
   ];
   const PAGE_SIZES = [10, 25, 50, 100];
+  const DEFAULT_PAGE_SIZE = 25;
+  const MAX_PAGE_SIZE = 2047;  // what GET /tasks accepts (1 to 2047)
   const LIST_REFRESH_MS = 5000;
   const TASK_REFRESH_MS = 2000;
   const TAIL_CHARS = 20000;
@@ -20,9 +22,7 @@
   let timer = null;          // the pending auto refresh, if any
   let generation = 0;        // bumps on each route change; stale responses are dropped
   let listSeq = 0;           // bumps on each list load; only the newest one renders
-  // Paging of the list: the tokens of the pages before the current one, per filter set.
-  const paging = { key: null, stack: [], token: "", next: null };
-  let listHash = "#/";       // the list (with its filters) the task page goes back to
+  let listHash = "#/";       // the list (with its filters and page) the task page goes back to
 
   // ---- DOM helpers: text only ---------------------------------------------------------
 
@@ -53,6 +53,19 @@
     const box = document.getElementById("error");
     box.textContent = message || "";
     box.hidden = !message;
+  }
+
+  // A milder note than an error: e.g. an address parameter the dashboard set aside.
+  function showNotice(message) {
+    const box = document.getElementById("notice");
+    box.textContent = message || "";
+    box.hidden = !message;
+  }
+
+  // Put the "Loading…" placeholder's place to a sentence saying nothing could be shown.
+  function replaceLoading(holder, text) {
+    const loading = holder.querySelector(".loading");
+    if (loading) loading.replaceWith(el("p", { className: "muted load-failed" }, text));
   }
 
   // ---- API ----------------------------------------------------------------------------
@@ -167,6 +180,7 @@
     if (timer) clearTimeout(timer);
     timer = null;
     showError("");
+    showNotice("");
     const where = parseHash();
     if (where.page === "task") renderTaskPage(where.id, generation);
     else renderListPage(where.params, generation);
@@ -182,25 +196,47 @@
 
   // ---- the task list ------------------------------------------------------------------
 
+  // The filters and page of the address. A value the API would refuse (or the select could
+  // not show) is set aside with a notice, so the request, the form and the address agree.
   function filtersFrom(params) {
-    const size = parseInt(params.get("page_size") || "25", 10);
-    return {
-      state: params.get("state") || "",
+    const problems = [];
+    const rawState = params.get("state") || "";
+    const state = STATES.includes(rawState) ? rawState : "";
+    if (rawState && !state) problems.push("state " + JSON.stringify(rawState) + " is not a TES state");
+    const rawSize = params.get("page_size");
+    let size = DEFAULT_PAGE_SIZE;
+    if (rawSize !== null) {
+      const n = /^[0-9]{1,4}$/.test(rawSize) ? parseInt(rawSize, 10) : NaN;
+      if (n >= 1 && n <= MAX_PAGE_SIZE) size = n;
+      else problems.push("page_size " + JSON.stringify(rawSize) + " is not 1 to " + MAX_PAGE_SIZE);
+    }
+    const filters = {
+      state,
       name_prefix: params.get("name_prefix") || "",
       tag_key: params.get("tag_key") || "",
       tag_value: params.get("tag_value") || "",
-      page_size: PAGE_SIZES.includes(size) ? size : 25,
+      page_size: size,
       refresh: params.get("refresh") !== "off",
+      // The page shown, and the tokens of the pages before it (the first page's is "").
+      token: params.get("page_token") || "",
+      stack: params.getAll("prev"),
     };
+    if (!filters.token) filters.stack = [];
+    return { filters, problems };
   }
 
-  function filterHash(filters) {
+  // The address of a list: its filters, and its page unless paging starts over.
+  function filterHash(filters, page) {
     const params = new URLSearchParams();
     for (const key of ["state", "name_prefix", "tag_key", "tag_value"]) {
       if (filters[key]) params.set(key, filters[key]);
     }
     params.set("page_size", String(filters.page_size));
     if (!filters.refresh) params.set("refresh", "off");
+    if (page && page.token) {
+      params.set("page_token", page.token);
+      for (const token of page.stack) params.append("prev", token);
+    }
     return "#/?" + params.toString();
   }
 
@@ -217,6 +253,12 @@
     return el("label", { className: "field" }, label, node);
   }
 
+  // The usual sizes, plus the one of the address when it is another the API accepts.
+  function sizeChoices(current) {
+    return PAGE_SIZES.includes(current) ? PAGE_SIZES
+      : [...PAGE_SIZES, current].sort((a, b) => a - b);
+  }
+
   function filterForm(filters) {
     const form = el(
       "form",
@@ -225,7 +267,7 @@
       input("f-name", "Name prefix", filters.name_prefix, "e.g. align-"),
       input("f-tag-key", "Tag key", filters.tag_key, "key"),
       input("f-tag-value", "Tag value", filters.tag_value, "value (optional)"),
-      select("f-size", "Per page", PAGE_SIZES.map((n) => [String(n), String(n)]),
+      select("f-size", "Per page", sizeChoices(filters.page_size).map((n) => [String(n), String(n)]),
         String(filters.page_size)),
       el("label", { className: "field check" },
         el("input", { id: "f-refresh", type: "checkbox", checked: filters.refresh }),
@@ -281,38 +323,40 @@
     );
   }
 
-  function pager(filters, gen, count) {
-    const prev = el("button", { type: "button", id: "page-prev", disabled: !paging.stack.length },
+  // Previous and Next move through the address, so a reload or a bookmark keeps the page.
+  function pager(filters, nextToken, count) {
+    const prev = el("button", { type: "button", id: "page-prev", disabled: !filters.token },
       "\u2190 Previous");
-    const next = el("button", { type: "button", id: "page-next", disabled: !paging.next },
+    const next = el("button", { type: "button", id: "page-next", disabled: !nextToken },
       "Next \u2192");
     prev.addEventListener("click", () => {
       prev.disabled = next.disabled = true;
-      paging.token = paging.stack.pop() || "";
-      loadList(filters, gen);
+      const stack = filters.stack.slice(0, -1);
+      const token = filters.stack.length ? filters.stack[filters.stack.length - 1] : "";
+      location.hash = filterHash(filters, { token, stack });
     });
     next.addEventListener("click", () => {
       prev.disabled = next.disabled = true;
-      paging.stack.push(paging.token);
-      paging.token = paging.next;
-      loadList(filters, gen);
+      location.hash = filterHash(filters, { token: nextToken, stack: [...filters.stack, filters.token] });
     });
-    const number = paging.stack.length + 1;
+    const number = filters.token ? filters.stack.length + 1 : 1;
     const info = el("span", { id: "page-info", className: "muted" },
       "Page " + number + " \u00b7 " + count + " task" + (count === 1 ? "" : "s"));
     return el("nav", { className: "pager" }, prev, info, next);
   }
 
   function renderListPage(params, gen) {
-    const filters = filtersFrom(params);
+    const { filters, problems } = filtersFrom(params);
+    if (problems.length) {
+      showNotice("Ignored in the address: " + problems.join("; ") + ".");
+      // The address says what is shown: the ignored values leave it (no new history entry).
+      history.replaceState(null, "", filterHash(filters, filters));
+    }
     listHash = location.hash || "#/";
-    const key = JSON.stringify([filters.state, filters.name_prefix, filters.tag_key,
-      filters.tag_value, filters.page_size]);
-    if (paging.key !== key) Object.assign(paging, { key, stack: [], token: "", next: null });
     clear(view()).append(
       el("h1", {}, "Tasks"),
       filterForm(filters),
-      el("div", { id: "task-list" }, el("p", { className: "muted" }, "Loading\u2026")),
+      el("div", { id: "task-list" }, el("p", { className: "muted loading" }, "Loading\u2026")),
     );
     loadList(filters, gen);
   }
@@ -321,24 +365,24 @@
     const seq = ++listSeq;
     let body;
     try {
-      body = await api(listQuery(filters, paging.token));
+      body = await api(listQuery(filters, filters.token));
     } catch (err) {
       if (gen !== generation || seq !== listSeq) return;
       reportFailure(err);
+      replaceLoading(document.getElementById("task-list"), "The tasks could not be loaded.");
       if (filters.refresh) schedule(gen, LIST_REFRESH_MS, () => loadList(filters, gen));
       return;
     }
     if (gen !== generation || seq !== listSeq) return;
     showError("");
     const tasks = body.tasks || [];
-    paging.next = body.next_page_token || null;
     const head = el("tr", {}, ["State", "Name", "ID", "Created", "Ended", "Duration", "Tags"]
       .map((h) => el("th", { scope: "col" }, h)));
     const table = el("table", { className: "tasks", id: "tasks" },
       el("thead", {}, head), el("tbody", {}, tasks.map(taskRow)));
     const holder = clear(document.getElementById("task-list"));
     holder.append(tasks.length ? table : el("p", { className: "muted", id: "no-tasks" },
-      "No tasks match."), pager(filters, gen, tasks.length));
+      "No tasks match."), pager(filters, body.next_page_token || "", tasks.length));
     holder.dataset.loadedAt = String(Date.now());
     if (filters.refresh) schedule(gen, LIST_REFRESH_MS, () => loadList(filters, gen));
   }
@@ -493,7 +537,7 @@
   }
 
   function renderTaskPage(id, gen) {
-    clear(view()).append(el("p", { className: "muted" }, "Loading task\u2026"));
+    clear(view()).append(el("p", { className: "muted loading" }, "Loading task\u2026"));
     loadTask(id, gen);
   }
 
@@ -504,6 +548,12 @@
     } catch (err) {
       if (gen !== generation) return;
       reportFailure(err);
+      if (view().querySelector(".loading")) {
+        // Nothing of the task was shown yet: say so, and offer the way back.
+        clear(view()).append(
+          el("p", {}, el("a", { href: listHash, id: "back" }, "\u2190 Tasks")),
+          el("p", { className: "muted load-failed" }, "This task could not be loaded."));
+      }
       if (!(err instanceof ApiError && err.status === 404)) {
         schedule(gen, TASK_REFRESH_MS, () => loadTask(id, gen));
       }
@@ -520,7 +570,13 @@
 
   // ---- auth panel ---------------------------------------------------------------------
 
+  // The token button only where a token can matter: the server asked for one, or one is set.
+  function showAuthToggle() {
+    document.getElementById("auth-toggle").hidden = false;
+  }
+
   function openAuth(message) {
+    showAuthToggle();
     document.getElementById("auth").hidden = false;
     if (message) document.getElementById("auth-status").textContent = message;
   }
@@ -532,6 +588,7 @@
     const describe = () => {
       status.textContent = bearer() ? "A token is set for this tab." : "No token set.";
     };
+    if (bearer()) showAuthToggle();
     document.getElementById("auth-toggle").addEventListener("click", () => {
       panel.hidden = !panel.hidden;
       describe();
