@@ -7,6 +7,7 @@ line on stderr (credentials scrubbed) and returns their exit code.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from collections.abc import Callable
@@ -14,19 +15,22 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.text import Text
 
 from tesp_core.client.config import ClientConfig, resolve_config
 from tesp_core.client.errors import ClientError, ExitCode, UsageError
 from tesp_core.client.http import TesClient
 from tesp_core.client.render import (
+    plain,
     print_json,
     state_text,
     stdout_console,
     task_detail,
     task_table,
 )
+from tesp_core.client.safe_text import one_line
 from tesp_core.client.task_spec import RunSpec, build_task, parse_task_file, split_pair
-from tesp_core.client.wait import Waiter
+from tesp_core.client.wait import TERMINAL, Waiter
 
 
 def _read_secret_line() -> str:
@@ -58,16 +62,34 @@ def _wait_or_print(client: TesClient, args: argparse.Namespace, task_id: str) ->
         if args.json:
             print_json({"id": task_id})
         else:
-            print(task_id, flush=True)
+            print(one_line(task_id), flush=True)
         return ExitCode.OK
     if not args.json:
-        print(task_id, flush=True)
+        print(one_line(task_id), flush=True)
     # stdout keeps only the id (id=$(tesp run --wait ...)); the outcome goes to stderr.
     return _wait(client, args, [task_id], summary_to_stderr=True)
 
 
+def _seconds(flag: str, value: float | None, *, zero_ok: bool) -> None:
+    if value is None:
+        return
+    if not math.isfinite(value):
+        raise UsageError(f"{flag}: must be a finite number of seconds (got {value})")
+    if value < 0 or (value == 0 and not zero_ok):
+        least = "0 or more" if zero_ok else "more than 0"
+        raise UsageError(f"{flag}: must be {least} seconds (got {value:g})")
+
+
+def check_wait_flags(args: argparse.Namespace) -> None:
+    """Refuse bad ``--timeout`` / ``--interval`` / ``--retry-for`` before anything is sent."""
+    _seconds("--timeout", args.timeout, zero_ok=True)
+    _seconds("--interval", args.interval, zero_ok=False)
+    _seconds("--retry-for", args.retry_for, zero_ok=True)
+
+
 def cmd_submit(client: TesClient, args: argparse.Namespace) -> int:
     """``tesp submit FILE|-``: POST the file's tesTask; print the new id."""
+    check_wait_flags(args)
     if args.file == "-":
         name, text = "stdin", sys.stdin.read()
     else:
@@ -83,6 +105,7 @@ def cmd_submit(client: TesClient, args: argparse.Namespace) -> int:
 
 def cmd_run(client: TesClient, args: argparse.Namespace) -> int:
     """``tesp run --image IMG ... -- CMD ARGS``: one executor, argv kept as given."""
+    check_wait_flags(args)
     command = list(args.argv)
     if command[:1] == ["--"]:
         command = command[1:]
@@ -119,6 +142,8 @@ def _list_params(args: argparse.Namespace) -> dict[str, Any]:
     if args.name_prefix:
         params["name_prefix"] = args.name_prefix
     if args.page_size is not None:
+        if args.page_size < 1:
+            raise UsageError(f"--page-size: must be 1 or more (got {args.page_size})")
         params["page_size"] = args.page_size
     if args.page_token:
         params["page_token"] = args.page_token
@@ -143,36 +168,56 @@ def cmd_list(client: TesClient, args: argparse.Namespace) -> int:
     console.print(task_table(page.get("tasks", [])))
     if page.get("next_page_token"):
         console.print(
-            f"more tasks: --page-token {page['next_page_token']} (or --all)",
+            f"more tasks: --page-token {one_line(page['next_page_token'])} (or --all)",
             style="dim",
             markup=False,
         )
     return ExitCode.OK
 
 
+def _cancel_one(client: TesClient, task_id: str) -> str | None:
+    """Cancel one task; the state it had already ended in (left unchanged), else None."""
+    before = str(client.get_task(task_id).get("state") or "UNKNOWN")
+    if before in TERMINAL:
+        return before
+    client.cancel_task(task_id)
+    # It may have ended between the two requests; the server then left it as it was.
+    after = str(client.get_task(task_id).get("state") or "UNKNOWN")
+    return after if after in TERMINAL - {"CANCELED"} else None
+
+
 def cmd_cancel(client: TesClient, args: argparse.Namespace) -> int:
     """``tesp cancel ID...``: cancel each; report every failure, not only the first."""
     canceled: list[str] = []
+    unchanged: dict[str, str] = {}
     failed: dict[str, str] = {}
     worst: int = ExitCode.OK
     for task_id in dict.fromkeys(args.ids):
         try:
-            client.cancel_task(task_id)
-            canceled.append(task_id)
+            ended = _cancel_one(client, task_id)
         except ClientError as exc:
             failed[task_id] = str(exc)
             worst = max(worst, exc.exit_code)
-            print(f"tesp: cancel {task_id}: {exc}", file=sys.stderr)
+            print(f"tesp: cancel {one_line(task_id)}: {one_line(exc)}", file=sys.stderr)
+            continue
+        if ended is None:
+            canceled.append(task_id)
+        else:
+            unchanged[task_id] = ended
     if args.json:
-        print_json({"canceled": canceled, "failed": failed})
+        print_json({"canceled": canceled, "unchanged": unchanged, "failed": failed})
     else:
-        for task_id in canceled:
-            print(f"canceled {task_id}")
+        for task_id in dict.fromkeys(args.ids):
+            if task_id in canceled:
+                print(f"canceled {one_line(task_id)}")
+            elif task_id in unchanged:
+                print(f"{one_line(task_id)}: already {one_line(unchanged[task_id])}, unchanged")
     return worst
 
 
 def cmd_wait(client: TesClient, args: argparse.Namespace) -> int:
     """``tesp wait ID...``: until every task ended; the exit status says how."""
+    check_wait_flags(args)
     return _wait(client, args, args.ids)
 
 
@@ -183,13 +228,16 @@ def _wait(
     *,
     summary_to_stderr: bool = False,
 ) -> int:
-    if args.timeout is not None and args.timeout < 0:
-        raise UsageError("--timeout must be 0 or more seconds")
-    if args.interval <= 0:
-        raise UsageError("--interval must be more than 0 seconds")
-    waiter = Waiter(client, task_ids, interval=args.interval)
     # The live table goes to stderr, so stdout stays what a script may capture.
     live = Console(stderr=True, highlight=False)
+    waiter = Waiter(
+        client,
+        task_ids,
+        interval=args.interval,
+        retry_for=args.retry_for,
+        # Printed through the live console: rich keeps its table below the notice.
+        notice=lambda text: live.print(plain(f"tesp: {text}"), soft_wrap=True),
+    )
     code = waiter.run(args.timeout, live if live.is_terminal and not args.json else None)
     states = {w.task_id: w.state for w in waiter.watched}
     if args.json:
@@ -197,7 +245,7 @@ def _wait(
     elif not live.is_terminal:
         out = live if summary_to_stderr else stdout_console()
         for task_id, state in states.items():
-            out.print(task_id, state_text(state))
+            out.print(Text.assemble(plain(task_id), " ", state_text(state)))
     return int(code)
 
 
@@ -221,7 +269,7 @@ def run_client_command(args: argparse.Namespace) -> int:
         message = str(exc)
         for secret in config.secrets if config else []:
             message = message.replace(secret, "***")
-        print(f"tesp: {message}", file=sys.stderr)
+        print(f"tesp: {one_line(message)}", file=sys.stderr)
         return int(exc.exit_code)
     except KeyboardInterrupt:
         print("tesp: interrupted", file=sys.stderr)

@@ -11,11 +11,13 @@ can share one environment (a unit test guards that no name collides).
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from tesp_core.client.errors import UsageError
 
@@ -83,6 +85,28 @@ def read_config_file(path: Path, *, required: bool) -> dict[str, str]:
     return dict(data)
 
 
+# The userinfo of a URL, with or without its scheme ("u:pw@host", "ftp://u:pw@host").
+_USERINFO = re.compile(r"^((?:[A-Za-z][A-Za-z0-9+.-]*://)?[^/@:]*):[^/]*@")
+
+
+def shown_url(url: str) -> str:
+    """``url`` fit to echo in a message: the password of its userinfo replaced by ``***``."""
+    return _USERINFO.sub(r"\1:***@", url)
+
+
+def check_url(source: str, url: str) -> None:
+    """Refuse a server URL that is not ``http(s)://host...``; ``source`` says whose it is."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+    except ValueError:
+        raise UsageError(f"{source}: not a valid URL (got {shown_url(url)})") from None
+    if parts.scheme.lower() not in ("http", "https"):
+        raise UsageError(f"{source}: needs http:// or https:// (got {shown_url(url)})")
+    if not host:
+        raise UsageError(f"{source}: no host in {shown_url(url)}")
+
+
 def resolve_config(
     flags: dict[str, str | None],
     environ: Mapping[str, str] | None = None,
@@ -108,6 +132,9 @@ def resolve_config(
         drop = ("user", "password") if rank["token"] < rank["user"] else ("token",)
         for key in drop:
             merged.pop(key, None)
+    if "url" in merged:
+        where = ("--url", "TESP_URL", f"url in {explicit or default_config_path(env)}")
+        check_url(where[rank["url"]], merged["url"])
     if merged.get("password") and not merged.get("user"):
         raise UsageError("a password needs a user: set --user, TESP_USER or user in the config")
     return ClientConfig(

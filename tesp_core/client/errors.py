@@ -37,7 +37,11 @@ class UsageError(ClientError):
 
 
 class UnreachableError(ClientError):
-    """The server could not be reached at all."""
+    """The server could not be reached at all; ``transient`` if trying again may help."""
+
+    def __init__(self, message: str, *, transient: bool = True) -> None:
+        super().__init__(message)
+        self.transient = transient
 
 
 class HttpError(ClientError):

@@ -13,10 +13,12 @@ from urllib.parse import quote
 import requests
 
 from tesp_core.client.config import ClientConfig
-from tesp_core.client.errors import HttpError, UnreachableError
+from tesp_core.client.errors import HttpError, UnreachableError, UsageError
 from tesp_core.storage.redact import redact_url
 
 API_PATH = "/ga4gh/tes/v1"
+# Bases a user may give whole: the GA4GH one, and the short one TESP also serves.
+API_BASES = (API_PATH, "/v1")
 TIMEOUT = 30.0
 
 _STATUS_WORDS = {
@@ -27,9 +29,9 @@ _STATUS_WORDS = {
 
 
 def api_base(url: str) -> str:
-    """``url`` with the TES base path appended unless it already ends with it."""
+    """``url`` with the TES base path appended unless it already ends with one."""
     base = url.rstrip("/")
-    return base if base.endswith(API_PATH) else base + API_PATH
+    return base if base.endswith(API_BASES) else base + API_PATH
 
 
 class TesClient:
@@ -82,24 +84,40 @@ class TesClient:
             response = self.session.request(
                 method, self.base + path, timeout=self.timeout, **kwargs
             )
-        except requests.exceptions.SSLError:
-            raise UnreachableError(
-                f"cannot reach TESP at {self.shown_url}: TLS handshake failed"
-            ) from None
-        except requests.exceptions.Timeout:
-            raise UnreachableError(
-                f"cannot reach TESP at {self.shown_url}: no answer within {self.timeout:g} s"
-            ) from None
-        except requests.exceptions.ConnectionError:
-            raise UnreachableError(f"cannot reach TESP at {self.shown_url}") from None
-        except requests.exceptions.InvalidURL:
-            raise UnreachableError(f"--url: not a valid URL: {self.shown_url}") from None
-        except requests.RequestException as exc:
-            # MissingSchema and friends; their text repeats the URL, so name only the kind.
-            raise UnreachableError(
-                f"cannot reach TESP at {self.shown_url}: {type(exc).__name__}"
-            ) from None
+        except requests.exceptions.RequestException as exc:
+            raise self._translate(exc) from None
+        if response.status_code == 404 and not self._is_tes_404(path):
+            raise HttpError(f"no TES API at {redact_url(self.base)} (HTTP 404)", 404)
         return self._decode(response)
+
+    def _translate(self, exc: requests.exceptions.RequestException) -> Exception:
+        where = f"cannot reach TESP at {self.shown_url}"
+        if isinstance(exc, requests.exceptions.SSLError):
+            # A certificate does not fix itself: no point in trying again.
+            return UnreachableError(f"{where}: TLS handshake failed", transient=False)
+        if isinstance(exc, requests.exceptions.Timeout):
+            return UnreachableError(f"{where}: no answer within {self.timeout:g} s")
+        if isinstance(exc, requests.exceptions.ConnectionError):
+            return UnreachableError(where)
+        if isinstance(exc, requests.exceptions.InvalidJSONError):
+            # Only NaN/Infinity get here, and build_task/parse_task_file refuse those first.
+            return UsageError("the task cannot be sent: NaN and Infinity are not JSON")
+        if isinstance(exc, requests.exceptions.InvalidHeader):
+            return UsageError("--user/--token: not valid in an HTTP header")
+        if isinstance(exc, requests.exceptions.InvalidURL | requests.exceptions.InvalidSchema):
+            return UsageError(f"--url: not a valid URL: {self.shown_url}")
+        # Anything else; its text repeats the URL, so name only the kind.
+        return UnreachableError(f"{where}: {type(exc).__name__}")
+
+    def _is_tes_404(self, path: str) -> bool:
+        """Whether a 404 is a TES answer (no such task) rather than no TES API at all."""
+        if path in ("/tasks", "/service-info"):
+            return False  # these exist on every TES server
+        try:
+            probe = self.session.get(self.base + "/service-info", timeout=self.timeout)
+        except requests.exceptions.RequestException:
+            return True  # not known: report the 404 as the server gave it
+        return probe.status_code != 404
 
     def _decode(self, response: requests.Response) -> dict[str, Any]:
         try:

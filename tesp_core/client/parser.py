@@ -9,6 +9,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+# Here, not in wait.py (which uses it too): wait.py pulls in requests and rich.
+DEFAULT_RETRY_FOR = 30.0
+
 VIEWS = ("MINIMAL", "BASIC", "FULL")
 STATES = (
     "UNKNOWN",
@@ -58,6 +61,13 @@ def _add_wait_flags(parser: argparse.ArgumentParser, *, optional: bool) -> None:
     )
     parser.add_argument(
         "--interval", type=float, default=2.0, metavar="S", help="slowest polling (default 2)"
+    )
+    parser.add_argument(
+        "--retry-for",
+        type=float,
+        default=DEFAULT_RETRY_FOR,
+        metavar="S",
+        help="keep polling a server that stopped answering for S seconds (default 30)",
     )
 
 

@@ -1,7 +1,9 @@
 """Human output of the client commands (rich tables) and their ``--json`` twin.
 
-Every string that came from a task (names, commands, logs) is rendered as plain
-:class:`rich.text.Text`, so ``[bold]`` in a task name is shown, not interpreted.
+Every string that came from a task or a server (names, commands, logs) is rendered as
+plain :class:`rich.text.Text`, so ``[bold]`` in a task name is shown, not interpreted, and
+with its control characters escaped (:mod:`tesp_core.client.safe_text`), so an ``ESC`` in
+it cannot drive the terminal.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from typing import Any
 from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
+
+from tesp_core.client.safe_text import block, one_line
 
 STATE_STYLES = {
     "COMPLETE": "green",
@@ -41,8 +45,13 @@ def print_json(value: object) -> None:
 
 def state_text(state: str | None) -> Text:
     """A task state, coloured by what it means."""
-    value = state or "UNKNOWN"
+    value = one_line(state or "UNKNOWN")
     return Text(value, style=STATE_STYLES.get(value, ""))
+
+
+def plain(value: object) -> Text:
+    """One line of untrusted text, safe to print: markup and control characters shown."""
+    return Text(one_line(value))
 
 
 def task_table(tasks: Iterable[Mapping[str, Any]]) -> Table:
@@ -54,10 +63,10 @@ def task_table(tasks: Iterable[Mapping[str, Any]]) -> Table:
     table.add_column("CREATED", no_wrap=True)
     for task in tasks:
         table.add_row(
-            Text(str(task.get("id", ""))),
+            plain(task.get("id", "")),
             state_text(task.get("state")),
-            Text(str(task.get("name") or "")),
-            Text(str(task.get("creation_time") or "")),
+            plain(task.get("name") or ""),
+            plain(task.get("creation_time") or ""),
         )
     return table
 
@@ -67,7 +76,7 @@ def _fields_table(rows: Iterable[tuple[str, str | Text]]) -> Table:
     table.add_column(style="bold", no_wrap=True)
     table.add_column(overflow="fold")
     for key, value in rows:
-        table.add_row(key, value if isinstance(value, Text) else Text(value))
+        table.add_row(key, value if isinstance(value, Text) else plain(value))
     return table
 
 
@@ -80,14 +89,29 @@ def _io_rows(task: Mapping[str, Any]) -> list[tuple[str, str]]:
         rows.append(("input", f"{source} -> {item.get('path', '')}"))
     for item in task.get("outputs") or []:
         rows.append(("output", f"{item.get('path', '')} -> {item.get('url', '')}"))
+    for attempt in task.get("logs") or []:
+        for out in attempt.get("outputs") or []:
+            size = out.get("size_bytes")
+            sized = f" ({size} bytes)" if size is not None else ""
+            rows.append(("output file", f"{out.get('path', '')} -> {out.get('url', '')}{sized}"))
     return rows
+
+
+def _argv(command: object) -> str:
+    # json.dumps shows the argv exactly (quotes, spaces), never as a joined shell line; the
+    # caller escapes the control characters it keeps raw (DEL, C1) with ensure_ascii off.
+    return json.dumps(command, ensure_ascii=False)
 
 
 def _executor_rows(task: Mapping[str, Any]) -> list[tuple[str, str]]:
     rows = []
     for i, ex in enumerate(task.get("executors") or []):
-        # json.dumps shows the argv exactly (quotes, spaces), never as a joined shell line.
-        rows.append((f"executor {i}", f"{ex.get('image', '')} {json.dumps(ex.get('command'))}"))
+        rows.append((f"executor {i}", f"{ex.get('image', '')} {_argv(ex.get('command'))}"))
+        if ex.get("workdir"):
+            rows.append(("  workdir", str(ex["workdir"])))
+        # Values as the server gives them: TESP masks secret ones.
+        for key, value in (ex.get("env") or {}).items():
+            rows.append(("  env", f"{key}={value}"))
     return rows
 
 
@@ -95,14 +119,14 @@ def _log_blocks(task: Mapping[str, Any]) -> list[RenderableType]:
     blocks: list[RenderableType] = []
     for attempt in task.get("logs") or []:
         for i, log in enumerate(attempt.get("logs") or []):
-            head = f"executor {i}: exit code {log.get('exit_code')}"
+            head = f"executor {i}: exit code {one_line(log.get('exit_code'))}"
             blocks.append(Text(head, style="bold"))
             for stream in ("stdout", "stderr"):
                 if log.get(stream):
                     blocks.append(Text(f"--- {stream} ---", style="dim"))
-                    blocks.append(Text(str(log[stream]).rstrip("\n")))
+                    blocks.append(Text(block(log[stream]).rstrip("\n")))
         for line in attempt.get("system_logs") or []:
-            blocks.append(Text(f"system: {line}", style="yellow"))
+            blocks.append(Text(f"system: {block(line)}", style="yellow"))
     return blocks
 
 
@@ -114,11 +138,13 @@ def task_detail(task: Mapping[str, Any]) -> RenderableType:
     ]
     for key in ("name", "description", "creation_time"):
         if task.get(key):
-            rows.append((key, str(task[key])))
+            # A description may span lines; the other fields are one line each.
+            value = Text(block(task[key])) if key == "description" else str(task[key])
+            rows.append((key, value))
     rows.extend(_executor_rows(task))
     rows.extend(_io_rows(task))
     for key, value in (task.get("tags") or {}).items():
         rows.append(("tag", f"{key}={value}"))
     if task.get("resources"):
-        rows.append(("resources", json.dumps(task["resources"])))
+        rows.append(("resources", json.dumps(task["resources"], ensure_ascii=False)))
     return Group(_fields_table(rows), *_log_blocks(task))

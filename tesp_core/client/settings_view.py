@@ -17,6 +17,7 @@ from typing import Any
 from pydantic import SecretStr, ValidationError
 
 from tesp_core.client.render import print_json
+from tesp_core.client.safe_text import one_line
 from tesp_core.config import Settings, load_settings
 from tesp_core.storage.redact import REDACTED, redact_text
 
@@ -89,6 +90,21 @@ def _value(value: Any) -> str:
     return json.dumps(str(value))
 
 
+def settings_error(exc: ValidationError) -> str:
+    """One line for invalid settings: the setting it names and pydantic's message, bare."""
+    errors = exc.errors()
+    err = errors[0]
+    message = str(err["msg"])
+    # A validator's ValueError/assert comes as "Value error, <its text>".
+    for prefix in ("Value error, ", "Assertion failed, "):
+        message = message.removeprefix(prefix)
+    field = ".".join(str(p) for p in err["loc"])
+    # A model-level validator has no loc: its message names the settings itself.
+    head = f"invalid setting {field}" if field else "invalid settings"
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    return one_line(f"{head}: {message}{more}")
+
+
 def cmd_config_show(config_file: Path | None, as_json: bool) -> int:
     """``tesp config show``: print the server settings ``tesp serve`` would use, masked."""
     if config_file is not None and not config_file.is_file():
@@ -97,9 +113,7 @@ def cmd_config_show(config_file: Path | None, as_json: bool) -> int:
     try:
         settings = load_settings(config_file)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        field = ".".join(str(p) for p in err["loc"]) or "settings"
-        print(f"tesp: invalid setting {field}: {err['msg']}", file=sys.stderr)
+        print(f"tesp: {settings_error(exc)}", file=sys.stderr)
         return 2
     except tomllib.TOMLDecodeError as exc:
         # Its message gives line and column only, never the file's text (maybe a secret).

@@ -8,6 +8,7 @@ at the first ``:`` that starts a URL scheme.
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -78,7 +79,7 @@ class RunSpec:
 def build_task(spec: RunSpec) -> dict[str, Any]:
     """The tesTask of one executor; ``command`` is kept as the argv it was given."""
     if not spec.command:
-        raise UsageError("tesp run: give the command after --, e.g. tesp run --image I -- echo hi")
+        raise UsageError("give the command after --, e.g. tesp run --image alpine -- echo hi")
     executor: dict[str, Any] = {"image": spec.image, "command": list(spec.command)}
     if spec.workdir:
         executor["workdir"] = spec.workdir
@@ -99,19 +100,66 @@ def build_task(spec: RunSpec) -> dict[str, Any]:
     if spec.tags:
         task["tags"] = dict(split_pair("--tag", t, value_required=False) for t in spec.tags)
     resources = {
-        k: v
-        for k, v in (("cpu_cores", spec.cpu), ("ram_gb", spec.ram), ("disk_gb", spec.disk))
-        if v is not None
+        key: _resource(flag, value, least)
+        for key, flag, value, least in (
+            ("cpu_cores", "--cpu", spec.cpu, 1),
+            ("ram_gb", "--ram", spec.ram, 0),
+            ("disk_gb", "--disk", spec.disk, 0),
+        )
+        if value is not None
     }
     if resources:
         task["resources"] = resources
     return task
 
 
+def _resource(flag: str, value: float, least: int) -> float:
+    # NaN and Infinity are not JSON: caught here, they never reach the request.
+    if not math.isfinite(value):
+        raise UsageError(f"{flag}: must be a finite number (got {value})")
+    if value < least:
+        raise UsageError(f"{flag}: must be {least} or more (got {value:g})")
+    return value
+
+
+_JSON_TYPES: tuple[tuple[type, str], ...] = (
+    (type(None), "null"),
+    (bool, "boolean"),
+    (int, "number"),
+    (float, "number"),
+    (str, "string"),
+    (list, "array"),
+    (dict, "object"),
+)
+
+
+def json_type(value: object) -> str:
+    """The JSON name of a parsed JSON value's type (``null``, ``array``, ...)."""
+    return next((name for kind, name in _JSON_TYPES if isinstance(value, kind)), "value")
+
+
+def _no_constant(name: str) -> Any:
+    def reject(constant: str) -> Any:
+        raise UsageError(f"{name}: not valid JSON: {constant} is not allowed")
+
+    return reject
+
+
+def _finite_float(name: str) -> Any:
+    def parse(text: str) -> float:
+        number = float(text)
+        if not math.isfinite(number):
+            raise UsageError(f"{name}: not valid JSON: the number {text} is out of range")
+        return number
+
+    return parse
+
+
 def parse_task_file(name: str, text: str) -> dict[str, Any]:
     """A task file's JSON object; errors name the file and the line and column."""
     try:
-        data = json.loads(text)
+        # Python's parser takes NaN/Infinity (and 1e999 as inf); JSON and the server do not.
+        data = json.loads(text, parse_constant=_no_constant(name), parse_float=_finite_float(name))
     except json.JSONDecodeError as exc:
         raise UsageError(
             f"{name}: not valid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
@@ -119,5 +167,5 @@ def parse_task_file(name: str, text: str) -> dict[str, Any]:
     except RecursionError:
         raise UsageError(f"{name}: nested too deeply") from None
     if not isinstance(data, dict):
-        raise UsageError(f"{name}: must be a JSON object (a tesTask), not {type(data).__name__}")
+        raise UsageError(f"{name}: must be a JSON object (a tesTask), not {json_type(data)}")
     return data

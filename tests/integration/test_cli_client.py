@@ -162,14 +162,14 @@ def test_cancel_wait_canceled_and_timeout(env: dict[str, str]) -> None:
     canceled = tesp(env, "cancel", slow, "--json")
     assert (canceled.returncode, json.loads(canceled.stdout)) == (
         0,
-        {"canceled": [slow], "failed": {}},
+        {"canceled": [slow], "unchanged": {}, "failed": {}},
     )
     waited = tesp(env, "wait", slow)
     assert (waited.returncode, waited.stdout.split()) == (6, [slow, "CANCELED"])
     missing = tesp(env, "cancel", "no-such-task", slow)
     assert missing.returncode == 3
     assert "cancel no-such-task: not found (HTTP 404)" in missing.stderr
-    assert missing.stdout == f"canceled {slow}\n"
+    assert missing.stdout == f"{slow}: already CANCELED, unchanged\n"
 
 
 def test_bad_input_errors_name_the_field(env: dict[str, str], tmp_path: Path) -> None:

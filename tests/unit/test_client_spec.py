@@ -99,7 +99,7 @@ def test_parse_task_file_errors_give_position_and_kind() -> None:
     with pytest.raises(UsageError, match=r"^t\.json: not valid JSON at line 2 column 3: "):
         parse_task_file("t.json", '{"a":\n  }')
     with pytest.raises(
-        UsageError, match=r"^t\.json: must be a JSON object \(a tesTask\), not list"
+        UsageError, match=r"^t\.json: must be a JSON object \(a tesTask\), not array"
     ):
         parse_task_file("t.json", "[1]")
     assert parse_task_file("t.json", '{"name": "x"}') == {"name": "x"}
