@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import ipaddress
 import logging
 import signal
+import socket
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,6 +27,29 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def _listen_socket(host: str, port: int) -> socket.socket:
+    """A bound socket for ``host:port`` (uvicorn listens on it); OSError when it cannot bind."""
+    family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def _bind_error(host: str, port: int, exc: OSError) -> str:
+    """The one line ``tesp serve`` prints when it cannot listen."""
+    reason = {
+        errno.EADDRINUSE: "address already in use",
+        errno.EACCES: "permission denied",
+        errno.EADDRNOTAVAIL: "address not available on this machine",
+    }.get(exc.errno or 0, exc.strerror or str(exc))
+    return f"tesp: cannot listen on {host}:{port}: {reason}"
 
 
 def serve(settings: Settings) -> int:
@@ -50,6 +75,12 @@ def serve(settings: Settings) -> int:
     except ValueError as exc:
         print(f"tesp: invalid authentication settings: {exc}", file=sys.stderr)
         return 2
+    # Bound before anything starts: a busy port is one clear line, not a traceback.
+    try:
+        sock = _listen_socket(settings.host, settings.port)
+    except OSError as exc:
+        print(_bind_error(settings.host, settings.port, exc), file=sys.stderr)
+        return 2
     tesp = Tesp(settings).start()
     try:
         app = create_app(tesp.service, settings)
@@ -62,17 +93,40 @@ def serve(settings: Settings) -> int:
             access_log=False,
             timeout_graceful_shutdown=5,
         )
-        server = uvicorn.Server(config)
+        server = _server_class()(config, _banner(settings.host, sock.getsockname()[1]))
         signal.signal(signal.SIGTERM, lambda *_: setattr(server, "should_exit", True))
-        print(
-            f"TESP {__version__} serving TES 1.1 at "
-            f"http://{settings.host}:{settings.port}/ga4gh/tes/v1",
-            flush=True,
-        )
-        server.run()
+        server.run(sockets=[sock])
     finally:
+        sock.close()
         tesp.stop()
     return 0
+
+
+def _banner(host: str, port: int) -> str:
+    """What ``tesp serve`` prints once it listens: the API and the dashboard address."""
+    where = f"[{host}]" if ":" in host else host
+    return (
+        f"TESP {__version__} serving TES 1.1 at http://{where}:{port}/ga4gh/tes/v1 "
+        f"(dashboard: http://{where}:{port}/dashboard/)"
+    )
+
+
+def _server_class() -> type[Any]:
+    import uvicorn
+
+    class _BannerServer(uvicorn.Server):
+        """A uvicorn server that prints the banner only once it is listening."""
+
+        def __init__(self, config: uvicorn.Config, banner: str) -> None:
+            super().__init__(config)
+            self.banner = banner
+
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().startup(sockets)
+            if self.started and not self.should_exit:
+                print(self.banner, flush=True)
+
+    return _BannerServer
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -147,9 +201,9 @@ def main(argv: list[str] | None = None) -> int:
         try:
             settings = load_settings(args.config, **overrides)
         except ValidationError as exc:
-            err = exc.errors()[0]
-            field = ".".join(str(p) for p in err["loc"])
-            print(f"tesp: invalid setting {field}: {err['msg']}", file=sys.stderr)
+            from tesp_core.client.settings_view import settings_error
+
+            print(f"tesp: {settings_error(exc)}", file=sys.stderr)
             return 2
         return serve(settings)
     return 2

@@ -213,6 +213,10 @@ class Settings(BaseSettings):
     service_name: str = "TESP"
     organization_name: str = "TESP"
     organization_url: str = "https://example.org/tesp"
+    # Omitted from service-info unless set: a default server is no "production" deployment
+    # and has no documentation page of its own. environment: e.g. prod, test, dev, staging.
+    service_environment: str | None = None
+    documentation_url: str | None = Field(default=None, pattern=r"^https?://\S+$")
 
     @model_validator(mode="after")
     def _pulsar_amqp(self) -> Settings:

@@ -13,6 +13,14 @@
 
 from __future__ import annotations
 
+# Request strings echoed in messages are cut here: a 5000-character id is not repeated.
+ECHO_LIMIT = 64
+
+
+def shorten(text: str, limit: int = ECHO_LIMIT) -> str:
+    """``text`` as an error message may echo it: at most ``limit`` characters, then "…"."""
+    return text if len(text) <= limit else text[:limit] + "\u2026"
+
 
 class TespError(Exception):
     """Base of every error TESP raises on purpose."""
@@ -32,7 +40,7 @@ class TaskNotFoundError(TespError):
 
     def __init__(self, task_id: str) -> None:
         self.task_id = task_id
-        super().__init__(f"task {task_id!r} not found")
+        super().__init__(f"task {shorten(task_id)!r} not found")
 
 
 class ForbiddenError(TespError):

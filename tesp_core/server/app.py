@@ -15,7 +15,7 @@ from starlette.convertors import Convertor, register_url_convertor
 
 from tesp_core import __version__
 from tesp_core.config import Settings
-from tesp_core.errors import InvalidTaskError
+from tesp_core.errors import InvalidTaskError, shorten
 from tesp_core.models import ServiceInfo, State, View, render
 from tesp_core.models.service_info import Organization
 from tesp_core.models.views import render_document
@@ -72,9 +72,9 @@ def _service_info(settings: Settings) -> dict[str, Any]:
         name=settings.service_name,
         description="TESP: GA4GH TES 1.1 on Galaxy's Pulsar",
         organization=Organization(name=settings.organization_name, url=settings.organization_url),
-        documentationUrl="https://example.org/tesp/docs",
+        documentationUrl=settings.documentation_url,
         createdAt=datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z"),
-        environment="production",
+        environment=settings.service_environment,
         version=__version__,
         storage=storage_listing(settings),
         tesResources_backend_parameters=list(SUPPORTED_BACKEND_PARAMETERS),
@@ -115,7 +115,7 @@ def _state(value: str | None) -> State | None:
     try:
         return State(value)
     except ValueError as exc:
-        raise InvalidTaskError("state", f"unknown state {value!r}") from exc
+        raise InvalidTaskError("state", f"unknown state {shorten(value)!r}") from exc
 
 
 def _router(service: TaskService, settings: Settings) -> APIRouter:
