@@ -77,6 +77,7 @@ bench: setup
 	$(BIN)/python bench/bench_e2e.py --embedded
 	$(BIN)/python bench/bench_e2e.py
 	$(BIN)/python bench/bench_storage.py
+	$(BIN)/python bench/bench_worker.py
 
 # The documentation site (docs/, mkdocs.yml); --strict fails on a broken link or a page
 # missing from nav.

@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any, Protocol
-
 from tesp_core.storage.redact import redact_url
+
+# The worker imports this package for every task; typing and pathlib would cost it more
+# than the rest of its start-up, so they exist here for mypy only (TYPE_CHECKING is the
+# name mypy treats as true; typing.TYPE_CHECKING would import typing).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from pathlib import Path
+    from typing import Any, Protocol
+
+    TransportConfig = dict[str, Any]
+else:
+    Protocol = object
+    TransportConfig = dict
 
 
 class StorageError(Exception):
@@ -39,6 +49,3 @@ class Transport(Protocol):
     def download_dir(self, url: str, dest: Path) -> int: ...
 
     def upload_file(self, src: Path, url: str) -> int: ...
-
-
-TransportConfig = dict[str, Any]

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
+from tesp_core.storage.base import TYPE_CHECKING, StorageError
 
-from tesp_core.storage.base import StorageError, Transport, TransportConfig
+if TYPE_CHECKING:
+    from tesp_core.storage.base import Transport, TransportConfig
 
 
 def transport_for(url: str, config: TransportConfig) -> Transport:
@@ -14,6 +15,9 @@ def transport_for(url: str, config: TransportConfig) -> Transport:
     ``config["s3"]`` (see docs/storage.md). A malformed section is a :class:`StorageError`
     naming the key, never its value.
     """
+    # Imported here, like the drivers: a task without inputs or outputs never needs it.
+    from urllib.parse import urlsplit
+
     scheme = urlsplit(url).scheme.lower() or "file"
     if scheme == "file":
         from tesp_core.storage.file import FileTransport

@@ -12,8 +12,9 @@ hashlib...) here would be paid by every task (38 ms of a 160 ms ``true`` task, m
 from __future__ import annotations
 
 from importlib import import_module
-from typing import TYPE_CHECKING, Any
 
+# Not typing.TYPE_CHECKING: the worker does not import typing at all (see spec.py).
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from tesp_core.worker.package import ZIPAPP_NAME, build_zipapp
     from tesp_core.worker.spec import SpecError, WorkerSpec, parse_spec
@@ -29,7 +30,7 @@ _WHERE = {
 }
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:
     module = _WHERE.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -8,24 +8,30 @@ from __future__ import annotations
 
 import contextlib
 import json
-import logging
 import os
 import posixpath
 import signal
 import sys
 import threading
-from collections.abc import Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
 
 from tesp_core.storage import redact_text
 from tesp_core.worker.executors import CANCEL, Canceled, ExecutorRunner, ExecutorSetupError, now
-from tesp_core.worker.runtimes import Bind, RealFS, plan_binds, static_dir
-from tesp_core.worker.spec import SpecError, WorkerSpec, parse_spec
+from tesp_core.worker.logshim import get_logger
+from tesp_core.worker.runtimes import RealFS, plan_binds, static_dir
+from tesp_core.worker.spec import TYPE_CHECKING, SpecError, parse_spec
 from tesp_core.worker.staging import Layout, StagingError, stage_inputs, stage_outputs
 
-log = logging.getLogger("tesp_core.worker")
+# Every task pays for the worker's imports (issue 8): no typing, dataclasses or pathlib at
+# run time, paths are strings, logging only once something is transferred (logshim.py);
+# tests/unit/test_worker_imports.py keeps it that way.
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from typing import Any
+
+    from tesp_core.worker.runtimes import Bind
+    from tesp_core.worker.spec import WorkerSpec
+
+log = get_logger("tesp_core.worker")
 
 USAGE = "usage: python3 tesp-worker.pyz SPEC_JSON JOB_DIR"
 
@@ -34,10 +40,11 @@ USAGE = "usage: python3 tesp-worker.pyz SPEC_JSON JOB_DIR"
 HEARTBEAT_SECONDS = 10.0
 
 
-def write_json_atomic(path: Path, data: dict[str, Any], *, durable: bool = True) -> None:
+def write_json_atomic(path: str, data: dict[str, Any], *, durable: bool = True) -> None:
     """Write ``data`` so that a reader sees either the old file or the whole new one."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    with tmp.open("w", encoding="utf-8") as fh:
+    head, name = os.path.split(path)
+    tmp = os.path.join(head, f".{name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
         json.dump(data, fh, indent=1)
         if durable:
             fh.flush()
@@ -45,20 +52,20 @@ def write_json_atomic(path: Path, data: dict[str, Any], *, durable: bool = True)
     os.replace(tmp, path)
 
 
-@dataclass
 class TaskRun:
     """The state of one run, turned into ``result.json`` at the end."""
 
-    job_dir: Path
-    state: str = "COMPLETE"
-    start_time: str = field(default_factory=now)
-    executor_logs: list[dict[str, Any]] = field(default_factory=list)
-    inputs: list[dict[str, str]] = field(default_factory=list)
-    outputs: list[dict[str, str]] = field(default_factory=list)
-    system_logs: list[str] = field(default_factory=list)
-    runner: ExecutorRunner | None = None
-    _phase: dict[str, Any] = field(default_factory=dict)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
+    def __init__(self, job_dir: str) -> None:
+        self.job_dir = job_dir
+        self.state = "COMPLETE"
+        self.start_time = now()
+        self.executor_logs: list[dict[str, Any]] = []
+        self.inputs: list[dict[str, str]] = []
+        self.outputs: list[dict[str, str]] = []
+        self.system_logs: list[str] = []
+        self.runner: ExecutorRunner | None = None
+        self._phase: dict[str, Any] = {}
+        self._lock = threading.Lock()
 
     def progress(self, state: str, **extra: Any) -> None:
         """Record the phase in ``progress.json`` (with a heartbeat time)."""
@@ -78,7 +85,7 @@ class TaskRun:
     def _write_progress(self) -> None:
         # No fsync: readers need atomicity, not durability, and this is on the hot path.
         data = {**self._phase, "heartbeat": now()}
-        write_json_atomic(self.job_dir / "progress.json", data, durable=False)
+        write_json_atomic(os.path.join(self.job_dir, "progress.json"), data, durable=False)
 
     def finished_logs(self) -> list[dict[str, Any]]:
         """The executors that ended so far, without their output (kept small: progress.json
@@ -105,10 +112,11 @@ class TaskRun:
         }
 
 
-def load_spec(path: Path) -> WorkerSpec:
+def load_spec(path: str) -> WorkerSpec:
     """Read and parse the spec file; every failure is a :class:`SpecError`."""
     try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
+        with open(path, encoding="utf-8") as fh:
+            raw = json.loads(fh.read())
     except OSError as exc:
         raise SpecError(f"cannot read the spec: {exc.strerror}") from exc
     except ValueError as exc:
@@ -131,13 +139,21 @@ def prepare_job_root(spec: WorkerSpec, layout: Layout, binds: Sequence[Bind]) ->
     for bind in binds:
         path = layout.host(bind.path)
         if bind.is_file:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.touch()
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            _touch(path)
         else:
-            path.mkdir(parents=True, exist_ok=True)
+            os.makedirs(path, exist_ok=True)
     # Output directories exist before the executors run, as an engine's mount points would.
     for tes_dir in output_parents(spec):
-        layout.host(tes_dir).mkdir(parents=True, exist_ok=True)
+        os.makedirs(layout.host(tes_dir), exist_ok=True)
+
+
+def _touch(path: str) -> None:
+    """``Path.touch()``: update the times of an existing file, else create it empty."""
+    try:
+        os.utime(path)
+    except OSError:
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o666))
 
 
 def run_executors(spec: WorkerSpec, run: TaskRun, runner: ExecutorRunner) -> None:
@@ -159,12 +175,12 @@ def run_executors(spec: WorkerSpec, run: TaskRun, runner: ExecutorRunner) -> Non
             return
 
 
-def run_task(spec_path: Path, run: TaskRun) -> None:
+def run_task(spec_path: str, run: TaskRun) -> None:
     """All phases of one task; failures are recorded in ``run``, never raised."""
     run.progress("INITIALIZING")
     try:
         spec = load_spec(spec_path)
-        layout = Layout(spec.runtime.kind, run.job_dir / "root")
+        layout = Layout(spec.runtime.kind, os.path.join(run.job_dir, "root"))
         fs = RealFS() if spec.runtime.kind == "bwrap" else None
         binds = [] if spec.runtime.kind == "none" else plan_binds(spec, fs)
         prepare_job_root(spec, layout, binds)
@@ -200,14 +216,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if len(args) != 2:
         print(USAGE, file=sys.stderr)
         return 2
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    spec_path, job_dir = Path(args[0]), Path(args[1])
+    # Log lines go to stderr as "%(asctime)s %(levelname)s %(message)s" (logshim.FORMAT).
+    spec_path, job_dir = args
     run = TaskRun(job_dir=job_dir)
     signal.signal(signal.SIGTERM, CANCEL.handler)
     beating = threading.Event()
     threading.Thread(target=run.heartbeat, args=(beating,), daemon=True).start()
     try:
-        job_dir.mkdir(parents=True, exist_ok=True)
+        os.makedirs(job_dir, exist_ok=True)
         run_task(spec_path, run)
     except Canceled:
         _cancel(run)
@@ -217,7 +233,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     beating.set()
     try:
-        write_json_atomic(job_dir / "result.json", run.result())
+        write_json_atomic(os.path.join(job_dir, "result.json"), run.result())
         # DONE tells the service that result.json is final even if the Pulsar that launched
         # this worker is gone and its successor still reports the job as running.
         run.progress("DONE")

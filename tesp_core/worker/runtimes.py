@@ -9,12 +9,19 @@ from __future__ import annotations
 
 import os
 import posixpath
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Protocol
 
-from tesp_core.worker.spec import Executor, Runtime, SpecError, WorkerSpec, validate_image
+from tesp_core.worker.spec import TYPE_CHECKING, Record, SpecError, validate_image
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+    from typing import Protocol
+
+    from tesp_core.worker.spec import Executor, Runtime, WorkerSpec
+
+    StrPath = str | os.PathLike[str]
+else:
+    # HostFS is a protocol only for mypy; at run time typing is not imported (see spec.py).
+    Protocol = object
 
 CONTAINER_KINDS = frozenset({"docker", "podman"})
 APPTAINER_KINDS = frozenset({"apptainer", "singularity"})
@@ -28,21 +35,28 @@ class RuntimeSpecError(SpecError):
     """The spec cannot be run under the chosen runtime (e.g. a path it cannot bind)."""
 
 
-@dataclass(frozen=True, order=True)
-class Bind:
-    """A TES path bound from the job root: a directory, or a single file."""
+class Bind(Record):
+    """A TES path bound from the job root: a directory, or a single file (ordered)."""
 
-    path: str
-    is_file: bool = False
+    __slots__ = ("path", "is_file")  # noqa: RUF023
+
+    def __init__(self, path: str, is_file: bool = False) -> None:
+        self.path = path
+        self.is_file = is_file
+
+    def __lt__(self, other: Bind) -> bool:
+        return (self.path, self.is_file) < (other.path, other.is_file)
 
 
-@dataclass(frozen=True)
-class Invocation:
+class Invocation(Record):
     """What to hand to ``subprocess.Popen``: argv, the full environment and the host cwd."""
 
-    argv: list[str]
-    env: dict[str, str]
-    cwd: str | None = None
+    __slots__ = ("argv", "env", "cwd")  # noqa: RUF023
+
+    def __init__(self, argv: list[str], env: dict[str, str], cwd: str | None = None) -> None:
+        self.argv = argv
+        self.env = env
+        self.cwd = cwd
 
 
 class HostFS(Protocol):
@@ -83,11 +97,12 @@ class RealFS:
         return os.readlink(path)
 
 
-def host_path(kind: str, job_root: Path, tes_path: str) -> Path:
+def host_path(kind: str, job_root: StrPath, tes_path: str) -> str:
     """Where TES path ``tes_path`` lives on the host under runtime ``kind``."""
     if kind == "none":
-        return Path(tes_path)
-    return job_root / tes_path.lstrip("/")
+        return tes_path
+    rel = tes_path.lstrip("/")
+    return os.path.join(job_root, rel) if rel else os.fspath(job_root)
 
 
 def _is_under(path: str, ancestor: str) -> bool:
@@ -211,7 +226,7 @@ def _mount_point_ok(child: str, binds: Sequence[Bind], fs: HostFS) -> bool:
 
 
 def bwrap_argv(
-    runtime: Runtime, ex: Executor, job_root: Path, binds: Sequence[Bind], fs: HostFS
+    runtime: Runtime, ex: Executor, job_root: StrPath, binds: Sequence[Bind], fs: HostFS
 ) -> list[str]:
     """The bwrap argv: the host read-only, fresh /dev, /proc, /tmp, TES paths bound rw."""
     pre: list[str] = []
@@ -224,7 +239,7 @@ def bwrap_argv(
     for hidden in _hidden(runtime, job_root, binds, fs):
         argv += ["--tmpfs", hidden]
     for bind in sorted(binds):
-        argv += ["--bind", str(host_path("bwrap", job_root, bind.path)), bind.path]
+        argv += ["--bind", host_path("bwrap", job_root, bind.path), bind.path]
     for directory in remounts:
         argv += ["--remount-ro", directory]
     argv += ["--chdir", ex.workdir or _BWRAP_DEFAULT_WORKDIR]
@@ -233,14 +248,14 @@ def bwrap_argv(
     return argv
 
 
-def _hidden(runtime: Runtime, job_root: Path, binds: Sequence[Bind], fs: HostFS) -> list[str]:
+def _hidden(runtime: Runtime, job_root: StrPath, binds: Sequence[Bind], fs: HostFS) -> list[str]:
     """The host directories to mask: the configured ones and this job's staging root.
 
     ``job_root`` is ``<staging>/<job id>/working/root``; masking ``<staging>`` hides every
     job's directory (their specs hold credentials) from the executor. A directory that
     contains a TES path, or that does not exist, is not masked.
     """
-    staging = str(job_root.parent.parent.parent)
+    staging = posixpath.dirname(posixpath.dirname(posixpath.dirname(os.fspath(job_root))))
     wanted = [*runtime.hide, staging]
     out: list[str] = []
     for path in sorted({posixpath.normpath(p) for p in wanted}):
@@ -261,14 +276,16 @@ def _check_volume_spec(host: str, container: str) -> None:
             raise RuntimeSpecError(f"path {value!r} cannot be bound (contains ':' or ',')")
 
 
-def docker_argv(runtime: Runtime, ex: Executor, job_root: Path, binds: Sequence[Bind]) -> list[str]:
+def docker_argv(
+    runtime: Runtime, ex: Executor, job_root: StrPath, binds: Sequence[Bind]
+) -> list[str]:
     """``docker run`` (or podman): TES paths bound with ``-v``, env with ``-e K=V``."""
     image = validate_image(ex.image, "executor.image")
     argv = [runtime.executable or runtime.kind, "run", "--rm", *runtime.extra_args]
     if ex.stdin:
         argv.append("-i")
     for bind in sorted(binds):
-        host = str(host_path(runtime.kind, job_root, bind.path))
+        host = host_path(runtime.kind, job_root, bind.path)
         _check_volume_spec(host, bind.path)
         argv += ["-v", f"{host}:{bind.path}"]
     if ex.workdir:
@@ -288,12 +305,12 @@ def apptainer_image(image: str) -> str:
 
 
 def apptainer_argv(
-    runtime: Runtime, ex: Executor, job_root: Path, binds: Sequence[Bind]
+    runtime: Runtime, ex: Executor, job_root: StrPath, binds: Sequence[Bind]
 ) -> list[str]:
     """``apptainer exec`` (or singularity); env travels in the process environment."""
     argv = [runtime.executable or runtime.kind, "exec", *runtime.extra_args]
     for bind in sorted(binds):
-        host = str(host_path(runtime.kind, job_root, bind.path))
+        host = host_path(runtime.kind, job_root, bind.path)
         _check_volume_spec(host, bind.path)
         argv += ["--bind", f"{host}:{bind.path}"]
     if ex.workdir:
@@ -312,7 +329,7 @@ def apptainer_env(kind: str, base: Mapping[str, str], extra: Mapping[str, str]) 
 def build_invocation(
     runtime: Runtime,
     ex: Executor,
-    job_root: Path,
+    job_root: StrPath,
     binds: Sequence[Bind],
     base_env: Mapping[str, str],
     default_cwd: str,

@@ -8,16 +8,19 @@ from __future__ import annotations
 
 import posixpath
 import re
-from dataclasses import dataclass, field
-from typing import Any
+
+# Not typing.TYPE_CHECKING: importing typing costs every task's worker ~12M instructions.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, ClassVar
 
 SPEC_VERSION = 1
 RUNTIME_KINDS = frozenset({"none", "bwrap", "docker", "podman", "apptainer", "singularity"})
 IO_TYPES = frozenset({"FILE", "DIRECTORY"})
 DEFAULT_LOG_TAIL_BYTES = 65536
 
-_ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# A string, compiled (and cached by re) on first use: most tasks never need it.
+_ENV_KEY = r"^[A-Za-z_][A-Za-z0-9_]*$"
 _GLOB_CHARS = frozenset("*?[")
 
 
@@ -42,7 +45,7 @@ def validate_tes_path(value: object, where: str) -> str:
 
 def validate_env_key(key: object, where: str) -> str:
     """Return ``key`` if it is a portable environment variable name."""
-    if not isinstance(key, str) or not _ENV_KEY.match(key):
+    if not isinstance(key, str) or not re.match(_ENV_KEY, key):
         raise SpecError(f"{where}: invalid environment variable name {key!r}")
     return key
 
@@ -51,7 +54,8 @@ def validate_image(image: object, where: str) -> str:
     """Return ``image`` if it cannot be mistaken for an option or split by anything."""
     if not isinstance(image, str) or not image:
         raise SpecError(f"{where}: image must be a non-empty string")
-    if image.startswith("-") or _CONTROL.search(image) or any(c.isspace() for c in image):
+    # Control characters are U+0000-U+001F and U+007F (checked without compiling a regex).
+    if image.startswith("-") or any(c.isspace() or c < " " or c == "\x7f" for c in image):
         raise SpecError(f"{where}: invalid image name {image!r}")
     return image
 
@@ -61,35 +65,78 @@ def is_wildcard(path: str) -> bool:
     return any(c in _GLOB_CHARS for c in path)
 
 
-@dataclass(frozen=True)
-class Runtime:
-    """How executors are run: the runtime kind, an optional binary and site options."""
+class Record:
+    """Equality, hash and repr from ``__slots__``, like a frozen dataclass's.
 
-    kind: str
-    executable: str | None = None
-    extra_args: tuple[str, ...] = ()
-    # Host directories the executor must not see (bwrap masks each with an empty tmpfs).
-    hide: tuple[str, ...] = ()
+    The worker's value types are plain classes: importing :mod:`dataclasses` (with
+    :mod:`inspect`, :mod:`ast`...) cost more than the rest of the worker's start-up.
+    Instances are treated as immutable; nothing assigns to them after ``__init__``. The
+    order of ``__slots__`` is the field order of the repr (hence the unsorted tuples).
+    """
+
+    __slots__: tuple[str, ...] = ()
+    _repr_skip: ClassVar[tuple[str, ...]] = ()
+
+    def _key(self) -> tuple[object, ...]:
+        return tuple(getattr(self, name) for name in self.__slots__)
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        assert isinstance(other, Record)
+        return self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __repr__(self) -> str:
+        shown = (f"{n}={getattr(self, n)!r}" for n in self.__slots__ if n not in self._repr_skip)
+        return f"{type(self).__name__}({', '.join(shown)})"
 
 
-@dataclass(frozen=True)
-class Input:
+class Runtime(Record):
+    """How executors are run: the runtime kind, an optional binary and site options.
+
+    ``hide``: host directories the executor must not see (bwrap masks each with a tmpfs).
+    """
+
+    __slots__ = ("kind", "executable", "extra_args", "hide")  # noqa: RUF023
+
+    def __init__(
+        self,
+        kind: str,
+        executable: str | None = None,
+        extra_args: tuple[str, ...] = (),
+        hide: tuple[str, ...] = (),
+    ) -> None:
+        self.kind = kind
+        self.executable = executable
+        self.extra_args = extra_args
+        self.hide = hide
+
+
+class Input(Record):
     """A TES input: fetched from ``url`` or written from inline ``content`` at ``path``."""
 
-    path: str
-    type: str
-    url: str | None
-    content: str | None
+    __slots__ = ("path", "type", "url", "content")  # noqa: RUF023
+
+    def __init__(self, path: str, type: str, url: str | None, content: str | None) -> None:
+        self.path = path
+        self.type = type
+        self.url = url
+        self.content = content
 
 
-@dataclass(frozen=True)
-class Output:
+class Output(Record):
     """A TES output; a wildcard ``path`` has its ``path_prefix`` stripped before ``url``."""
 
-    path: str
-    type: str
-    url: str
-    path_prefix: str | None
+    __slots__ = ("path", "type", "url", "path_prefix")  # noqa: RUF023
+
+    def __init__(self, path: str, type: str, url: str, path_prefix: str | None) -> None:
+        self.path = path
+        self.type = type
+        self.url = url
+        self.path_prefix = path_prefix
 
     @property
     def wildcard(self) -> bool:
@@ -97,32 +144,75 @@ class Output:
         return is_wildcard(self.path)
 
 
-@dataclass(frozen=True)
-class Executor:
+class Executor(Record):
     """One TES executor: image, argv and its I/O redirections (all TES paths)."""
 
-    image: str
-    command: tuple[str, ...]
-    workdir: str | None = None
-    stdin: str | None = None
-    stdout: str | None = None
-    stderr: str | None = None
-    env: dict[str, str] = field(default_factory=dict)
-    ignore_error: bool = False
+    __slots__ = (  # noqa: RUF023
+        "image",
+        "command",
+        "workdir",
+        "stdin",
+        "stdout",
+        "stderr",
+        "env",
+        "ignore_error",
+    )
+
+    def __init__(
+        self,
+        image: str,
+        command: tuple[str, ...],
+        workdir: str | None = None,
+        stdin: str | None = None,
+        stdout: str | None = None,
+        stderr: str | None = None,
+        env: dict[str, str] | None = None,
+        ignore_error: bool = False,
+    ) -> None:
+        self.image = image
+        self.command = command
+        self.workdir = workdir
+        self.stdin = stdin
+        self.stdout = stdout
+        self.stderr = stderr
+        self.env: dict[str, str] = {} if env is None else env
+        self.ignore_error = ignore_error
 
 
-@dataclass(frozen=True)
-class WorkerSpec:
+class WorkerSpec(Record):
     """The whole worker spec. ``storage`` may hold secrets: never log or show it."""
 
-    task_id: str
-    runtime: Runtime
-    inputs: tuple[Input, ...]
-    outputs: tuple[Output, ...]
-    volumes: tuple[str, ...]
-    executors: tuple[Executor, ...]
-    storage: dict[str, Any] = field(repr=False)
-    log_tail_bytes: int = DEFAULT_LOG_TAIL_BYTES
+    __slots__ = (  # noqa: RUF023
+        "task_id",
+        "runtime",
+        "inputs",
+        "outputs",
+        "volumes",
+        "executors",
+        "storage",
+        "log_tail_bytes",
+    )
+    _repr_skip: ClassVar[tuple[str, ...]] = ("storage",)
+
+    def __init__(
+        self,
+        task_id: str,
+        runtime: Runtime,
+        inputs: tuple[Input, ...],
+        outputs: tuple[Output, ...],
+        volumes: tuple[str, ...],
+        executors: tuple[Executor, ...],
+        storage: dict[str, Any],
+        log_tail_bytes: int = DEFAULT_LOG_TAIL_BYTES,
+    ) -> None:
+        self.task_id = task_id
+        self.runtime = runtime
+        self.inputs = inputs
+        self.outputs = outputs
+        self.volumes = volumes
+        self.executors = executors
+        self.storage = storage
+        self.log_tail_bytes = log_tail_bytes
 
 
 def _obj(value: object, where: str) -> dict[str, Any]:

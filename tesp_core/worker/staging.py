@@ -6,47 +6,55 @@ The download path and the upload path are kept apart. Each returns safe messages
 
 from __future__ import annotations
 
-import glob
-import logging
 import os
 import posixpath
-from collections.abc import Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
-from urllib.parse import quote, urlsplit
 
 from tesp_core.storage import StorageError, redact_text, redact_url, transport_for
+from tesp_core.worker.logshim import get_logger, use_logging
 from tesp_core.worker.runtimes import host_path
-from tesp_core.worker.spec import Input, Output, WorkerSpec
+from tesp_core.worker.spec import TYPE_CHECKING
 
-log = logging.getLogger(__name__)
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from typing import Any
+
+    from tesp_core.worker.spec import Input, Output, WorkerSpec
+
+# Paths are plain strings here: pathlib (with urllib.parse, fnmatch...) is imported only by
+# the storage drivers, i.e. when a task really transfers something. For the same reason
+# glob and urllib.parse are imported inside the output functions that need them.
+
+log = get_logger(__name__)
 
 
 class StagingError(Exception):
     """Staging an input failed; ``str()`` names the path and the redacted URL."""
 
 
-@dataclass
 class UploadReport:
     """What the upload path did: one log per uploaded file, and the failures."""
 
-    outputs: list[dict[str, str]] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
+    __slots__ = ("errors", "outputs")
+
+    def __init__(self) -> None:
+        self.outputs: list[dict[str, str]] = []
+        self.errors: list[str] = []
 
 
-@dataclass(frozen=True)
 class Layout:
     """Maps TES paths to host paths for one runtime kind and job root."""
 
-    kind: str
-    job_root: Path
+    __slots__ = ("job_root", "kind")
 
-    def host(self, tes_path: str) -> Path:
+    def __init__(self, kind: str, job_root: str) -> None:
+        self.kind = kind
+        self.job_root = job_root
+
+    def host(self, tes_path: str) -> str:
         """The host path of a TES path."""
         return host_path(self.kind, self.job_root, tes_path)
 
-    def confined(self, path: Path) -> bool:
+    def confined(self, path: str) -> bool:
         """Whether an output source may be read: inside the job root (after symlinks).
 
         Under ``none`` the executor already ran as the worker on the host; elsewhere an
@@ -54,8 +62,9 @@ class Layout:
         """
         if self.kind == "none":
             return True
-        root = Path(os.path.realpath(self.job_root))
-        return Path(os.path.realpath(path)).is_relative_to(root)
+        root = os.path.realpath(self.job_root)
+        real = os.path.realpath(path)
+        return real == root or real.startswith(root.rstrip("/") + "/")
 
 
 def _safe(exc: BaseException) -> str:
@@ -72,14 +81,18 @@ def stage_input(item: Input, layout: Layout, storage: dict[str, Any]) -> int | N
     dest = layout.host(item.path)
     try:
         if item.content is not None:
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            dest.write_text(item.content, encoding="utf-8")
+            os.makedirs(os.path.dirname(dest), exist_ok=True)
+            with open(dest, "w", encoding="utf-8") as fh:
+                fh.write(item.content)
             return None
         assert item.url is not None
+        from pathlib import Path  # the drivers' API; they import pathlib anyway
+
+        use_logging()  # the drivers log through logging
         transport = transport_for(item.url, storage)
         if item.type == "DIRECTORY":
-            return transport.download_dir(item.url, dest)
-        return transport.download_file(item.url, dest)
+            return transport.download_dir(item.url, Path(dest))
+        return transport.download_file(item.url, Path(dest))
     except (StorageError, OSError) as exc:
         raise StagingError(f"input {item.path}: {_safe(exc)}") from exc
 
@@ -103,27 +116,32 @@ def join_url(base: str, rel: str) -> str:
     """``base`` with relative POSIX path ``rel`` appended (percent-quoted for real URLs)."""
     if not rel:
         return base
+    from urllib.parse import quote, urlsplit
+
     if urlsplit(base).scheme:
         rel = quote(rel, safe="/")
     return base.rstrip("/") + "/" + rel
 
 
-def _walk_files(top: Path) -> Iterator[Path]:
+def _walk_files(top: str) -> Iterator[str]:
     """Regular files (and links to them) under ``top``, sorted, depth first."""
     for current, dirs, files in os.walk(top):
         dirs.sort()
         for name in sorted(files):
-            yield Path(current, name)
+            yield os.path.join(current, name)
 
 
 def _upload(
-    src: Path, tes_path: str, url: str, layout: Layout, storage: dict[str, Any], rep: UploadReport
+    src: str, tes_path: str, url: str, layout: Layout, storage: dict[str, Any], rep: UploadReport
 ) -> None:
     if not layout.confined(src):
         rep.errors.append(f"output {tes_path}: refused, it links outside the job directory")
         return
+    from pathlib import Path  # the drivers' API; they import pathlib anyway
+
+    use_logging()  # the drivers log through logging
     try:
-        size = transport_for(url, storage).upload_file(src, url)
+        size = transport_for(url, storage).upload_file(Path(src), url)
     except (StorageError, OSError) as exc:
         rep.errors.append(f"output {tes_path}: {_safe(exc)}")
         return
@@ -131,20 +149,22 @@ def _upload(
 
 
 def _upload_tree(
-    top: Path, tes_top: str, url: str, layout: Layout, storage: dict[str, Any], rep: UploadReport
+    top: str, tes_top: str, url: str, layout: Layout, storage: dict[str, Any], rep: UploadReport
 ) -> None:
     """Upload a directory recursively, keeping its structure under ``url``."""
     if not layout.confined(top):
         rep.errors.append(f"output {tes_top}: refused, it links outside the job directory")
         return
     for src in _walk_files(top):
-        rel = src.relative_to(top).as_posix()
+        rel = os.path.relpath(src, top)
         _upload(src, posixpath.join(tes_top, rel), join_url(url, rel), layout, storage, rep)
 
 
 def _glob(pattern: str, layout: Layout) -> list[str]:
     """TES paths matching POSIX glob ``pattern`` (``*`` and ``?`` never match ``/``)."""
-    root = "/" if layout.kind == "none" else str(layout.job_root)
+    import glob
+
+    root = "/" if layout.kind == "none" else layout.job_root
     matches = glob.glob(pattern.lstrip("/"), root_dir=root)
     return sorted("/" + m for m in matches)
 
@@ -159,9 +179,9 @@ def _stage_wildcard(
             rep.errors.append(f"output {tes_path}: does not start with path_prefix {prefix!r}")
             continue
         url = join_url(out.url, tes_path[len(prefix) :].lstrip("/"))
-        if out.type == "DIRECTORY" and src.is_dir():
+        if out.type == "DIRECTORY" and os.path.isdir(src):
             _upload_tree(src, tes_path, url, layout, storage, rep)
-        elif out.type == "FILE" and src.is_file():
+        elif out.type == "FILE" and os.path.isfile(src):
             _upload(src, tes_path, url, layout, storage, rep)
 
 
@@ -173,9 +193,9 @@ def stage_output(
         _stage_wildcard(out, layout, storage, rep)
         return
     src = layout.host(out.path)
-    if out.type == "DIRECTORY" and src.is_dir():
+    if out.type == "DIRECTORY" and os.path.isdir(src):
         _upload_tree(src, out.path, out.url, layout, storage, rep)
-    elif out.type == "FILE" and src.is_file():
+    elif out.type == "FILE" and os.path.isfile(src):
         _upload(src, out.path, out.url, layout, storage, rep)
     elif strict:
         what = "directory" if out.type == "DIRECTORY" else "file"
