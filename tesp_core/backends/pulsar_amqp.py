@@ -14,8 +14,12 @@ more). The design, in Pulsar's own terms (docs/deployment-amqp.md has the long v
   heartbeat that ``progress.json`` would give over REST.
 - **result.json** arrives in the final status update: the launcher prints it after a marker
   line, and Pulsar sends the job's standard output whole (``job_stdout``).
-- **cancel** publishes ``kill``. **clean** has no message in Pulsar's protocol, so it sets
-  up a one-line job ``<id>-clean`` that removes the job's directory (a sibling of its own).
+- **cancel** publishes ``kill``, and again whenever Pulsar later reports the job alive
+  (Pulsar ignores a kill for a job whose setup it has not read yet). **clean** has no
+  message in Pulsar's protocol, so it sets up a one-line job ``<id>-clean`` that removes
+  the job's directory (a sibling of its own). Kills and clean-ups that cannot be sent
+  while RabbitMQ is down are kept in the state file and sent when it is back
+  (:mod:`pulsar_amqp_cancel`).
 """
 
 from __future__ import annotations
@@ -34,9 +38,14 @@ from urllib.parse import urlsplit
 
 from tesp_core.backends import pulsar_amqp_launch as launch
 from tesp_core.backends.pulsar import PULSAR_STATUS, RESULT_FILE, JobStatus
+from tesp_core.backends.pulsar_amqp_cancel import (
+    LOST_CONFIRM_SECONDS,
+    STATUS_EXPIRATION,
+    Canceller,
+)
 from tesp_core.backends.pulsar_amqp_link import AmqpLink, key_prefix
 from tesp_core.backends.pulsar_amqp_state import TERMINAL_PHASES, JobRecord, JobStateStore
-from tesp_core.errors import BackendError, BackendJobLostError
+from tesp_core.errors import BackendError, BackendJobLostError, BackendUnavailableError
 from tesp_core.models import Task
 
 log = logging.getLogger(__name__)
@@ -80,7 +89,6 @@ class PulsarAmqpBackend:
         self.manager = manager
         self._python = worker_python
         self._interval = status_interval
-        self._clean_jobs = clean_jobs
         self._store = JobStateStore(state_dir / _state_file(amqp_url, manager, amqp_key_prefix))
         # When TESP last asked Pulsar about each job (monotonic); empty after a restart,
         # so every job in flight is asked about at once.
@@ -88,6 +96,11 @@ class PulsarAmqpBackend:
         self._link = AmqpLink(
             amqp_url, manager=manager, amqp_key_prefix=amqp_key_prefix, on_status=self._on_status
         )
+        self._link.check_access()  # wrong credentials or vhost: fail now, with a clear error
+        self._cancel = Canceller(
+            self._store, self._link, clean_jobs=clean_jobs, clean_message=_clean_message
+        )
+        self._link.on_connect = self._link.on_tick = self._cancel.flush
         self._link.start()
         log.info("Pulsar over AMQP: manager %s via %s", manager, self._link.shown_url)
 
@@ -116,8 +129,17 @@ class PulsarAmqpBackend:
         log.debug("task %s: setup published to %s", job_id, self._link.queue_name("setup"))
 
     def status(self, job_id: str) -> JobStatus:
-        """The last status Pulsar sent; asks Pulsar for a fresh one now and then."""
+        """The last status Pulsar sent; asks Pulsar for a fresh one now and then.
+
+        BackendUnavailableError while the status consumer is cut off from RabbitMQ: the
+        stored status may be stale then, and a silent job must not look dead.
+        """
         record = self._record(job_id)
+        if not record.terminal and not self._link.connected.is_set():
+            raise BackendUnavailableError(
+                self._link.refused
+                or f"RabbitMQ at {self._link.shown_url} is unreachable: no status update arrives"
+            )
         if not record.terminal:
             if record.cancel_requested:
                 interval = 1.0
@@ -129,7 +151,9 @@ class PulsarAmqpBackend:
                 interval = max(30.0, 3 * self._interval)
             if time.monotonic() - self._asked.get(job_id, float("-inf")) >= interval:
                 self._asked[job_id] = time.monotonic()
-                self._link.publish("status", {"job_id": job_id, "request": "status"})
+                self._link.publish(
+                    "status", {"job_id": job_id, "request": "status"}, STATUS_EXPIRATION
+                )
         return JobStatus(phase=record.phase, returncode=record.returncode, stderr=record.stderr)
 
     def finished_hint(self, job_id: str) -> bool | None:
@@ -152,29 +176,24 @@ class PulsarAmqpBackend:
         if record.phase == "queued":
             return None
         state = "INITIALIZING" if record.phase == "initializing" else "RUNNING"
-        return {"state": state, "heartbeat": record.heartbeat}
+        return {"state": state, "heartbeat": _later(record.heartbeat, self._link.connected_at)}
 
     def cancel(self, job_id: str) -> None:
-        """Publish ``kill``; Pulsar's answer to the next status requests tells the end."""
-        self._link.publish("kill", {"job_id": job_id})
+        """Publish ``kill`` (kept and sent later while RabbitMQ is down); Pulsar's answers
+        to the next status requests tell the end."""
         self._store.mark(job_id, "cancel_requested")
         self._asked.pop(job_id, None)
-        log.info("task %s: kill published", job_id)
+        self._cancel.kill(job_id)
 
     def clean(self, job_id: str) -> None:
         """Remove the job's directory on the Pulsar side (through a clean-up job)."""
-        if self._clean_jobs:
-            _check_job_id(job_id)
-            target = f"'{JOB_DIR_TOKEN}/../{job_id}'"
-            self._link.publish(
-                "setup", _setup_message(job_id + CLEAN_SUFFIX, f"rm -rf -- {target}", [])
-            )
-        self._store.delete(job_id)
+        _check_job_id(job_id)
+        self._cancel.clean(job_id)
         self._asked.pop(job_id, None)
 
     def healthy(self) -> bool:
-        """True when RabbitMQ answers (Pulsar itself cannot be asked without a job)."""
-        return self._link.ping()
+        """True when RabbitMQ answers and lets this TESP in (Pulsar cannot be asked)."""
+        return self._link.ping() and self._link.refused is None
 
     def close(self) -> None:
         """Stop consuming and close the connections and the state file."""
@@ -201,9 +220,21 @@ class PulsarAmqpBackend:
         if phase is None:
             log.warning("task %s: unknown Pulsar status %r, treating as running", job_id, raw)
             phase = "running"
-        if phase == "lost" and not (record.seen or record.cancel_requested):
-            # A status request can be handled before the setup message that creates the job.
+        if phase == "lost" and not record.seen:
+            # A status request can be handled before the setup message that creates the job
+            # (Pulsar reads each queue in its own thread), so "lost" for a job it never
+            # reported means "not set up yet". A cancelled job ends only once Pulsar said
+            # so for LOST_CONFIRM_SECONDS: its setup message was not coming.
+            if record.cancel_requested:
+                since = self._store.lost_answer(job_id, time.time())
+                if time.time() - since >= LOST_CONFIRM_SECONDS:
+                    log.info("task %s: Pulsar never set the cancelled job up", job_id)
+                    self._store.finish(job_id, "cancelled")
             return
+        if record.cancel_requested or record.cleaned:
+            self._cancel.reported(record, phase)
+            if record.cleaned:
+                return
         result = None
         if phase in TERMINAL_PHASES:
             result = _result_from_stdout(str(body.get("job_stdout") or body.get("stdout") or ""))
@@ -231,6 +262,12 @@ def _state_file(amqp_url: str, manager: str, amqp_key_prefix: str | None) -> str
     parts = urlsplit(amqp_url)
     where = f"{parts.hostname}:{parts.port}{parts.path}|{key_prefix(manager, amqp_key_prefix)}"
     return f"pulsar-amqp-{hashlib.sha256(where.encode()).hexdigest()[:16]}.sqlite"
+
+
+def _clean_message(job_id: str) -> dict[str, Any]:
+    """The setup message of the one-line job that removes ``job_id``'s directory."""
+    target = f"'{JOB_DIR_TOKEN}/../{job_id}'"
+    return _setup_message(job_id + CLEAN_SUFFIX, f"rm -rf -- {target}", [])
 
 
 def _message_action(name: str, contents: str) -> dict[str, Any]:
@@ -261,6 +298,19 @@ def _result_from_stdout(stdout: str) -> str | None:
         return None
     text = stdout[at + len(marker) :].strip()
     return text if _loads(text) is not None else None
+
+
+def _later(heartbeat: str | None, connected_at: float) -> str | None:
+    """The heartbeat, but never before the status consumer (re)connected: while it was
+    cut off from RabbitMQ Pulsar could not be heard, which says nothing of the job."""
+    if heartbeat is None or not connected_at:
+        return heartbeat
+    connected = datetime.fromtimestamp(connected_at, UTC)
+    try:
+        beat = datetime.fromisoformat(heartbeat)
+    except ValueError:
+        return connected.isoformat()
+    return max(beat, connected).isoformat()
 
 
 def _int_or_none(value: Any) -> int | None:

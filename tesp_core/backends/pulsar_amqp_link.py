@@ -12,10 +12,11 @@ from __future__ import annotations
 import importlib
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
-from tesp_core.errors import BackendUnavailableError
+from tesp_core.errors import BackendError, BackendUnavailableError
 from tesp_core.storage.redact import redact_text, redact_url
 
 log = logging.getLogger(__name__)
@@ -23,12 +24,20 @@ log = logging.getLogger(__name__)
 try:
     # kombu's annotations are partial (mypy strict rejects its calls): used untyped here.
     kombu: Any = importlib.import_module("kombu")
+    _amqp_errors: Any = importlib.import_module("amqp.exceptions")
+    # Wrong user or password (AccessRefused), or a vhost the user may not open (NotAllowed):
+    # no retry can fix these, the operator must.
+    _REFUSED: tuple[type[BaseException], ...] = (
+        _amqp_errors.AccessRefused,
+        _amqp_errors.NotAllowed,
+    )
     _KOMBU_ERRORS: tuple[type[BaseException], ...] = (
         OSError,
         importlib.import_module("kombu.exceptions").KombuError,
+        _amqp_errors.AMQPError,
     )
 except ImportError as exc:  # pragma: no cover - depends on the installation
-    raise ImportError("pulsar_transport = 'amqp' needs kombu: pip install 'tesp[amqp]'") from exc
+    raise ImportError("pulsar_transport = 'amqp' needs kombu: pip install -e '.[amqp]'") from exc
 
 EXCHANGE = "pulsar"
 # Queues TESP publishes to, and the one it consumes.
@@ -75,6 +84,13 @@ class AmqpLink:
             for name in (*PUBLISHED, STATUS_UPDATE)
         }
         self._on_status = on_status
+        self.on_connect: Callable[[], None] | None = None
+        self.on_tick: Callable[[], None] | None = None
+        # Set while the consumer is connected; since when (time.time), for heartbeats.
+        self.connected = threading.Event()
+        self.connected_at = 0.0
+        # Why the broker refused this TESP (credentials, vhost): None while it does not.
+        self.refused: str | None = None
         self._heartbeat = heartbeat
         self._lock = threading.Lock()
         self._conn: Any = None
@@ -90,9 +106,37 @@ class AmqpLink:
         self._thread = threading.Thread(target=self._consume, name="tesp-amqp-status", daemon=True)
         self._thread.start()
 
-    def publish(self, name: str, payload: dict[str, Any]) -> None:
-        """Publish one persistent JSON message; BackendUnavailableError if RabbitMQ fails."""
+    def check_access(self, timeout: float = 10.0) -> None:
+        """BackendError when the broker refuses the credentials or the vhost; an
+        unreachable broker is only logged (it may come up later)."""
+        try:
+            with kombu.Connection(self._url, connect_timeout=timeout) as conn:
+                conn.ensure_connection(max_retries=1)
+        except _REFUSED as exc:
+            self.refused = self._refusal(exc)
+            raise BackendError(self.refused) from exc
+        except _KOMBU_ERRORS as exc:
+            log.warning(
+                "RabbitMQ at %s is unreachable for now (TESP keeps trying): %s",
+                self.shown_url,
+                redact_text(f"{type(exc).__name__}: {exc}"),
+            )
+
+    def _refusal(self, exc: BaseException) -> str:
+        what = (
+            "the user may not open the vhost (missing vhost or permissions)"
+            if isinstance(exc, _amqp_errors.NotAllowed)
+            else "wrong user name or password"
+        )
+        return f"RabbitMQ at {self.shown_url} refused the connection: {what}"
+
+    def publish(self, name: str, payload: dict[str, Any], expiration: float | None = None) -> None:
+        """Publish one persistent JSON message; BackendUnavailableError if RabbitMQ fails.
+
+        ``expiration`` (seconds): RabbitMQ drops the message if nobody took it by then.
+        """
         queue = self._queues[name]
+        extra = {} if expiration is None else {"expiration": expiration}
         with self._lock:
             try:
                 if self._conn is None:
@@ -107,7 +151,12 @@ class AmqpLink:
                     delivery_mode=2,
                     retry=True,
                     retry_policy={"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5},
+                    **extra,
                 )
+            except _REFUSED as exc:
+                self._drop_connection()
+                self.refused = self._refusal(exc)
+                raise BackendUnavailableError(self.refused) from exc
             except _KOMBU_ERRORS as exc:
                 self._drop_connection()
                 raise BackendUnavailableError(
@@ -144,23 +193,44 @@ class AmqpLink:
                     kombu.Consumer(conn, queues=[queue], callbacks=[self._handle], accept=["json"]),
                 ):
                     log.info("consuming %s at %s", queue.name, self.shown_url)
-                    pause = 1.0
+                    pause, self.refused = 1.0, None
+                    self.connected_at = time.time()
+                    self.connected.set()
+                    self._call(self.on_connect)
                     while not self._stop.is_set():
                         try:
                             conn.drain_events(timeout=0.5)
                         except TimeoutError:
                             conn.heartbeat_check()
+                        self._call(self.on_tick)
             except Exception as exc:  # reconnect after any broker or network failure
+                self.connected.clear()
                 if self._stop.is_set():
                     break
-                log.warning(
-                    "AMQP status consumer at %s failed, reconnecting in %g s: %s",
-                    self.shown_url,
-                    pause,
-                    redact_text(f"{type(exc).__name__}: {exc}"),
-                )
+                if isinstance(exc, _REFUSED):
+                    self.refused = self._refusal(exc)
+                    log.error("%s; fix the AMQP URL or the broker (retrying)", self.refused)
+                else:
+                    log.warning(
+                        "AMQP status consumer at %s failed, reconnecting in %g s: %s",
+                        self.shown_url,
+                        pause,
+                        redact_text(f"{type(exc).__name__}: {exc}"),
+                    )
                 self._stop.wait(pause)
                 pause = min(pause * 2, 30.0)
+        self.connected.clear()
+
+    def _call(self, hook: Callable[[], None] | None) -> None:
+        """Run a backend hook in the consumer thread; its failure must not stop consuming."""
+        if hook is None:
+            return
+        try:
+            hook()
+        except BackendUnavailableError as exc:
+            log.debug("AMQP hook deferred: %s", exc)
+        except Exception:  # a hook's bug is logged, consuming goes on
+            log.exception("AMQP hook failed")
 
     def _handle(self, body: Any, message: Any) -> None:
         if isinstance(body, dict):

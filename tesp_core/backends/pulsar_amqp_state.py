@@ -23,8 +23,23 @@ CREATE TABLE IF NOT EXISTS amqp_jobs (
     stderr TEXT NOT NULL DEFAULT '',
     result TEXT,
     heartbeat TEXT
+);
+CREATE TABLE IF NOT EXISTS amqp_pending (
+    job_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    due REAL NOT NULL DEFAULT 0,
+    PRIMARY KEY (job_id, kind)
 )
 """
+# Columns added after the first release: an older state file gets them on opening.
+_ADDED = {
+    # The task was closed (cleaned) while its job could still appear: the row stays as a
+    # tombstone, so a job Pulsar reports later is killed and cleaned.
+    "cleaned": "INTEGER NOT NULL DEFAULT 0",
+    # When (time.time) Pulsar first answered "lost" for a cancelled job it never reported.
+    "lost_since": "REAL",
+}
+PENDING_KINDS = ("kill", "clean")
 
 TERMINAL_PHASES = frozenset({"complete", "failed", "lost", "cancelled"})
 
@@ -42,6 +57,8 @@ class JobRecord:
     stderr: str
     result: str | None
     heartbeat: str | None
+    cleaned: bool = False
+    lost_since: float | None = None
 
     @property
     def terminal(self) -> bool:
@@ -56,7 +73,11 @@ class JobStateStore:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute(_SCHEMA)
+        self._db.executescript(_SCHEMA)
+        have = {row[1] for row in self._db.execute("PRAGMA table_info(amqp_jobs)")}
+        for column, kind in _ADDED.items():
+            if column not in have:
+                self._db.execute(f"ALTER TABLE amqp_jobs ADD COLUMN {column} {kind}")
         self._lock = threading.Lock()
 
     def get(self, job_id: str) -> JobRecord | None:
@@ -64,12 +85,24 @@ class JobStateStore:
         with self._lock:
             row = self._db.execute(
                 "SELECT job_id, published, seen, cancel_requested, phase, returncode, stderr,"
-                " result, heartbeat FROM amqp_jobs WHERE job_id = ?",
+                " result, heartbeat, cleaned, lost_since FROM amqp_jobs WHERE job_id = ?",
                 (job_id,),
             ).fetchone()
         if row is None:
             return None
-        return JobRecord(row[0], bool(row[1]), bool(row[2]), bool(row[3]), *row[4:])
+        return JobRecord(
+            job_id=row[0],
+            published=bool(row[1]),
+            seen=bool(row[2]),
+            cancel_requested=bool(row[3]),
+            phase=row[4],
+            returncode=row[5],
+            stderr=row[6],
+            result=row[7],
+            heartbeat=row[8],
+            cleaned=bool(row[9]),
+            lost_since=row[10],
+        )
 
     def active(self) -> list[JobRecord]:
         """Every published job Pulsar has not reported finished."""
@@ -77,7 +110,8 @@ class JobStateStore:
             ids = [
                 r[0]
                 for r in self._db.execute(
-                    "SELECT job_id FROM amqp_jobs WHERE published = 1 AND phase NOT IN"
+                    "SELECT job_id FROM amqp_jobs WHERE published = 1 AND cleaned = 0"
+                    " AND phase NOT IN"
                     " ('complete', 'failed', 'lost', 'cancelled')"
                 )
             ]
@@ -90,8 +124,8 @@ class JobStateStore:
             self._db.execute("INSERT INTO amqp_jobs (job_id) VALUES (?)", (job_id,))
 
     def mark(self, job_id: str, column: str) -> None:
-        """Set one of the flags ``published`` or ``cancel_requested``."""
-        if column not in ("published", "cancel_requested"):
+        """Set one of the flags ``published``, ``cancel_requested`` or ``cleaned``."""
+        if column not in ("published", "cancel_requested", "cleaned"):
             raise ValueError(f"not a flag: {column}")
         with self._lock:
             self._db.execute(f"UPDATE amqp_jobs SET {column} = 1 WHERE job_id = ?", (job_id,))  # noqa: S608 - column checked above
@@ -120,10 +154,59 @@ class JobStateStore:
             )
             return cur.rowcount > 0
 
+    def lost_answer(self, job_id: str, when: float) -> float:
+        """Note that Pulsar answered "lost" (for a job it never reported); since when."""
+        with self._lock:
+            self._db.execute(
+                "UPDATE amqp_jobs SET lost_since = COALESCE(lost_since, ?) WHERE job_id = ?",
+                (when, job_id),
+            )
+            row = self._db.execute(
+                "SELECT lost_since FROM amqp_jobs WHERE job_id = ?", (job_id,)
+            ).fetchone()
+        return float(row[0]) if row and row[0] is not None else when
+
+    def finish(self, job_id: str, phase: str) -> None:
+        """Set a terminal phase TESP decided itself (not one Pulsar reported)."""
+        with self._lock:
+            self._db.execute("UPDATE amqp_jobs SET phase = ? WHERE job_id = ?", (phase, job_id))
+
     def delete(self, job_id: str) -> None:
         """Forget ``job_id`` (after it was cleaned)."""
         with self._lock:
             self._db.execute("DELETE FROM amqp_jobs WHERE job_id = ?", (job_id,))
+
+    # -- kills and clean-ups that could not be sent yet (the broker was down) ---------------
+
+    def add_pending(self, job_id: str, kind: str, due: float = 0.0) -> None:
+        """Remember to send ``kind`` (kill or clean) for ``job_id`` at ``due`` or later."""
+        if kind not in PENDING_KINDS:
+            raise ValueError(f"not a pending kind: {kind}")
+        with self._lock:
+            self._db.execute(
+                "INSERT OR REPLACE INTO amqp_pending (job_id, kind, due) VALUES (?, ?, ?)",
+                (job_id, kind, due),
+            )
+
+    def due_pending(self, now: float) -> list[tuple[str, str]]:
+        """(job id, kind) of every pending message due at ``now``, kills first."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT job_id, kind FROM amqp_pending WHERE due <= ? ORDER BY kind DESC, due",
+                (now,),
+            ).fetchall()
+        return [(str(r[0]), str(r[1])) for r in rows]
+
+    def pending(self) -> list[tuple[str, str]]:
+        """Every pending (job id, kind), due or not."""
+        return self.due_pending(float("inf"))
+
+    def done_pending(self, job_id: str, kind: str) -> None:
+        """The pending message was published."""
+        with self._lock:
+            self._db.execute(
+                "DELETE FROM amqp_pending WHERE job_id = ? AND kind = ?", (job_id, kind)
+            )
 
     def close(self) -> None:
         """Close the database."""

@@ -27,6 +27,7 @@ class PulsarMQ:
 
     proc: subprocess.Popen[bytes]
     root: Path
+    managers: tuple[str, ...] = MANAGERS
 
     @property
     def staging(self) -> Path:
@@ -53,7 +54,9 @@ class PulsarMQ:
         return (self.root / "pulsar.log").read_text(errors="replace")[-4000:]
 
 
-def app_config(root: Path, amqp_url: str) -> dict[str, object]:
+def app_config(
+    root: Path, amqp_url: str, managers: tuple[str, ...] = MANAGERS
+) -> dict[str, object]:
     """The app.yml of the test Pulsar (also shown in docs/deployment-amqp.md)."""
     return {
         "staging_directory": str(root / "staging"),
@@ -62,10 +65,11 @@ def app_config(root: Path, amqp_url: str) -> dict[str, object]:
         # One TESP per manager: each manager has its own queues, and a status_update queue
         # shared by two TESPs would hand each of them the other's updates.
         "managers": {
-            name: {"type": "queued_python", "num_concurrent_jobs": 4} for name in MANAGERS
+            name: {"type": "queued_python", "num_concurrent_jobs": 4} for name in managers
         },
-        # Status updates survive a broker hiccup: Pulsar keeps them on disk until published,
-        # and republishes each until TESP acknowledges it on status_update_ack.
+        # Pulsar retries a publish while the broker is down. amqp_acknowledge is on only to
+        # check TESP answers it: Pulsar 0.16's republishing thread dies at start
+        # (docs/deployment-amqp.md), so it is not recommended.
         "amqp_publish_retry": True,
         "amqp_acknowledge": True,
         "conda_auto_init": False,
@@ -82,11 +86,14 @@ def _consumers(amqp_url: str, queue: str) -> int:
 
 
 @contextlib.contextmanager
-def start_pulsar_mq(root: Path, amqp_url: str, timeout: float = 60.0) -> Iterator[PulsarMQ]:
-    """Start Pulsar under ``root`` consuming from ``amqp_url``; stop it afterwards."""
+def start_pulsar_mq(
+    root: Path, amqp_url: str, timeout: float = 60.0, managers: tuple[str, ...] = MANAGERS
+) -> Iterator[PulsarMQ]:
+    """Start Pulsar under ``root`` consuming from ``amqp_url``; stop it afterwards (its
+    whole process group, jobs included)."""
     root.mkdir(parents=True, exist_ok=True)
     conf = root / "app.yml"
-    conf.write_text(json.dumps(app_config(root, amqp_url)))
+    conf.write_text(json.dumps(app_config(root, amqp_url, managers)))
     conf.chmod(0o600)
     log = open(root / "pulsar.log", "ab")  # noqa: SIM115 - owned by the child
     proc = subprocess.Popen(
@@ -98,11 +105,11 @@ def start_pulsar_mq(root: Path, amqp_url: str, timeout: float = 60.0) -> Iterato
         start_new_session=True,
     )
     log.close()
-    pulsar = PulsarMQ(proc=proc, root=root)
+    pulsar = PulsarMQ(proc=proc, root=root, managers=managers)
     try:
         deadline = time.monotonic() + timeout
         # Ready once it consumes every queue TESP publishes to.
-        queues = [f"{key_prefix(m)}_{q}" for m in MANAGERS for q in ("setup", "kill", "status")]
+        queues = [f"{key_prefix(m)}_{q}" for m in managers for q in ("setup", "kill", "status")]
         while any(_consumers(amqp_url, q) == 0 for q in queues):
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"Pulsar (MQ mode) did not start: {pulsar.log_text()}")

@@ -18,6 +18,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
+
 # The Debian wrapper in /usr/sbin switches to the rabbitmq user; the real scripts are here.
 RABBITMQ_BIN = Path("/usr/lib/rabbitmq/bin")
 
@@ -35,6 +37,11 @@ class RabbitMQ:
     port: int
     root: Path
     env: dict[str, str]
+    pids: tuple[int, ...] = ()
+
+    @property
+    def epmd_port(self) -> int:
+        return int(self.env["ERL_EPMD_PORT"])
 
     @property
     def url(self) -> str:
@@ -51,6 +58,34 @@ class RabbitMQ:
             check=True,
         )
         return out.stdout
+
+    def stop_app(self) -> None:
+        """Stop the broker's AMQP side (every connection drops; the node keeps running)."""
+        self.ctl("stop_app")
+
+    def start_app(self) -> None:
+        """Start it again (durable queues and persistent messages are back)."""
+        self.ctl("start_app")
+        self.ctl("await_startup")
+
+    def processes(self) -> list[psutil.Process]:
+        """The node's processes (beam and its helpers) and its epmd."""
+        procs: list[psutil.Process] = []
+        for pid in self.pids:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                proc = psutil.Process(pid)
+                procs += [proc, *proc.children(recursive=True)]
+        return procs
+
+    def listening(self) -> list[tuple[str, int]]:
+        """(address, port) of every TCP socket the broker's processes listen on."""
+        found = []
+        for proc in self.processes():
+            with contextlib.suppress(psutil.NoSuchProcess):
+                for conn in proc.net_connections(kind="inet"):
+                    if conn.status == psutil.CONN_LISTEN:
+                        found.append((conn.laddr.ip, conn.laddr.port))
+        return found
 
     def log_text(self) -> str:
         """The end of the node's log (for failure messages)."""
@@ -125,7 +160,9 @@ def start_rabbitmq(root: Path, timeout: float = 90.0) -> Iterator[RabbitMQ]:
     root.mkdir(parents=True)
     port, epmd_port = _free_port(), _free_port()
     env = _environment(root, port, epmd_port)
-    (root / "advanced.config").write_text("[].\n")
+    # Erlang's distribution port (rabbitmqctl talks to the node through it) listens on
+    # every interface unless told otherwise.
+    (root / "advanced.config").write_text("[{kernel, [{inet_dist_use_interface, {127,0,0,1}}]}].\n")
     (root / "rabbitmq-env.conf").write_text("")
     epmd = subprocess.Popen(
         [shutil.which("epmd") or "epmd", "-port", str(epmd_port), "-address", "127.0.0.1"],
@@ -148,7 +185,7 @@ def start_rabbitmq(root: Path, timeout: float = 90.0) -> Iterator[RabbitMQ]:
         if not _wait_amqp(port, broker, timeout):
             out = (root / "server.out").read_text(errors="replace")[-3000:]
             raise RuntimeError(f"RabbitMQ did not start on port {port}: {out}")
-        yield RabbitMQ(port=port, root=root, env=env)
+        yield RabbitMQ(port=port, root=root, env=env, pids=(broker.pid, epmd.pid))
     finally:
         _stop(broker)
         _stop(epmd)

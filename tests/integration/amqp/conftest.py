@@ -12,21 +12,23 @@ from tests.amqp.pulsar_mq import PulsarMQ, start_pulsar_mq
 from tests.amqp.rabbitmq import RabbitMQ, start_rabbitmq
 from tests.conftest import TespProcess
 
-# A user of its own, so the tests can check the password never leaks from TESP.
-AMQP_USER, AMQP_PASSWORD = "tesp", "amqp-s3cret-pw-4711"
+# The user and vhost docs/deployment-amqp.md sets up; a password of its own, so the tests
+# can check it never leaks from TESP.
+AMQP_USER, AMQP_PASSWORD, AMQP_VHOST = "tesp", "amqp-s3cret-pw-4711", "tesp"
 
 
 @pytest.fixture(scope="session")
 def rabbitmq(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RabbitMQ]:
     with start_rabbitmq(tmp_path_factory.mktemp("amqp") / "rabbitmq") as broker:
+        broker.ctl("add_vhost", AMQP_VHOST)
         broker.ctl("add_user", AMQP_USER, AMQP_PASSWORD)
-        broker.ctl("set_permissions", "-p", "/", AMQP_USER, ".*", ".*", ".*")
+        broker.ctl("set_permissions", "-p", AMQP_VHOST, AMQP_USER, ".*", ".*", ".*")
         yield broker
 
 
 @pytest.fixture(scope="session")
 def amqp_url(rabbitmq: RabbitMQ) -> str:
-    return f"amqp://{AMQP_USER}:{AMQP_PASSWORD}@127.0.0.1:{rabbitmq.port}//"
+    return f"amqp://{AMQP_USER}:{AMQP_PASSWORD}@127.0.0.1:{rabbitmq.port}/{AMQP_VHOST}"
 
 
 @pytest.fixture(scope="session")
