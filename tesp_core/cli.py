@@ -56,6 +56,7 @@ def serve(settings: Settings) -> int:
     """Run the server until SIGINT/SIGTERM; stop Pulsar and the dispatcher cleanly."""
     import uvicorn
 
+    from tesp_core.errors import BackendError, InvalidSettingError
     from tesp_core.logs import setup_logging
     from tesp_core.runtime import Tesp
     from tesp_core.server import create_app
@@ -81,7 +82,13 @@ def serve(settings: Settings) -> int:
     except OSError as exc:
         print(_bind_error(settings.host, settings.port, exc), file=sys.stderr)
         return 2
-    tesp = Tesp(settings).start()
+    try:
+        tesp = Tesp(settings).start()
+    except (InvalidSettingError, BackendError) as exc:
+        # A database_url that cannot connect; a broker that refuses TESP's credentials.
+        sock.close()
+        print(f"tesp: {exc}", file=sys.stderr)
+        return 2
     try:
         app = create_app(tesp.service, settings)
         config = uvicorn.Config(
@@ -194,16 +201,17 @@ def main(argv: list[str] | None = None) -> int:
             "max_in_flight": args.max_in_flight,
         }
         # Imported here: the client commands must not pay for pydantic-settings (~0.2 s).
-        from pydantic import ValidationError
-
         from tesp_core.config import load_settings
 
         try:
             settings = load_settings(args.config, **overrides)
-        except ValidationError as exc:
-            from tesp_core.client.settings_view import settings_error
+        except (ValueError, OSError) as exc:  # ValidationError, SettingsError, bad TOML
+            from tesp_core.client.settings_view import settings_load_error
 
-            print(f"tesp: {settings_error(exc)}", file=sys.stderr)
+            line = settings_load_error(exc, args.config)
+            if line is None:
+                raise
+            print(f"tesp: {line}", file=sys.stderr)
             return 2
         return serve(settings)
     return 2

@@ -12,14 +12,15 @@ import os
 import shutil
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
     SecretStr,
-    StringConstraints,
+    ValidationInfo,
+    field_validator,
     model_validator,
 )
 from pydantic_settings import (
@@ -28,6 +29,8 @@ from pydantic_settings import (
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
+
+from tesp_core import settings_checks as checks
 
 _CONFIG_FILE: ContextVar[Path | None] = ContextVar("tesp_config_file", default=None)
 
@@ -73,7 +76,26 @@ class BasicUserSetting(BaseModel):
 # Where the AMQP transport's backend class, PulsarAmqpBackend, lives (imported lazily).
 AMQP_MODULE = "tesp_core.backends.pulsar_amqp"
 
-BackendName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")]
+
+def check_amqp_url(url: SecretStr | None, field: str) -> None:
+    """ValueError naming ``field`` when ``url`` is no usable amqp(s):// URL. The message
+    never contains any part of the URL: a bad one may hold half a password."""
+    from urllib.parse import urlsplit
+
+    if url is None:
+        return
+    try:
+        parts = urlsplit(url.get_secret_value())
+        port, host = parts.port, parts.hostname
+    except ValueError:
+        port, host = None, None
+        parts = None
+    if parts is None or parts.scheme not in ("amqp", "amqps") or not host or port == 0:
+        raise ValueError(
+            f"{field} is not a valid amqp:// or amqps:// URL "
+            "(amqp://USER:PASSWORD@HOST:PORT/VHOST); percent-encode special characters such "
+            "as # / ? @ : % in the user name and password (# as %23, / as %2F)"
+        )
 
 
 class BackendSettings(BaseModel):
@@ -100,14 +122,36 @@ class BackendSettings(BaseModel):
     worker_python: str | None = None
     transport: Literal["rest", "amqp"] = "rest"
     amqp_url: SecretStr | None = None
+    # "slurm": this Pulsar submits to Slurm, so tasks' slurm_* backend_parameters apply
+    # (and service-info advertises them; docs/deployment-slurm.md).
+    scheduler: Literal["slurm"] | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        return checks.check_http_url(value)
+
+    @field_validator("labels", mode="before")
+    @classmethod
+    def _label_shape(cls, value: Any) -> Any:
+        return checks.check_label_shape(value)
+
+    @field_validator("labels")
+    @classmethod
+    def _label_names(cls, value: list[str] | dict[str, str]) -> list[str] | dict[str, str]:
+        from tesp_core.routing import parse_labels
+
+        try:
+            parse_labels(value, "labels")
+        except ValueError as exc:  # drop parse_labels' "labels: " prefix: loc says it
+            raise ValueError(str(exc).partition(": ")[2]) from None
+        return value
 
     @model_validator(mode="after")
     def _transport(self) -> BackendSettings:
-        from tesp_core.routing import parse_labels
-
-        parse_labels(self.labels, "labels")
         if self.transport == "amqp" and self.amqp_url is None:
             raise ValueError("transport 'amqp' needs amqp_url")
+        check_amqp_url(self.amqp_url, "amqp_url")
         if self.transport == "amqp" and importlib.util.find_spec(AMQP_MODULE) is None:
             raise ValueError(f"transport 'amqp' needs {AMQP_MODULE}, which this TESP lacks")
         if self.token is not None and self.url is None:
@@ -138,7 +182,7 @@ class Settings(BaseSettings):
 
     # Several named Pulsars with routing (docs/deployment-backends.md). Empty: the one
     # Pulsar below, named "default".
-    backends: dict[BackendName, BackendSettings] = Field(default_factory=dict)
+    backends: dict[str, BackendSettings] = Field(default_factory=dict)
     # Pulsar. No URL: TESP starts an embedded Pulsar on loopback and stops it on exit.
     pulsar_url: str | None = None
     pulsar_token: SecretStr | None = None
@@ -147,6 +191,8 @@ class Settings(BaseSettings):
     # call; docs/deployment-amqp.md). Needs pulsar_amqp_url and the amqp extra.
     pulsar_transport: Literal["rest", "amqp"] = "rest"
     pulsar_amqp_url: SecretStr | None = None
+    # "slurm": that Pulsar submits to Slurm (slurm_* backend_parameters apply).
+    pulsar_scheduler: Literal["slurm"] | None = None
     # How many Pulsar jobs TESP keeps in flight (Pulsar's own queue limit is not honoured).
     max_in_flight: int = Field(default=8, ge=1)
     # false: accept and store tasks but send none to Pulsar (they stay QUEUED).
@@ -222,21 +268,40 @@ class Settings(BaseSettings):
     def _pulsar_amqp(self) -> Settings:
         if self.pulsar_transport == "amqp" and self.pulsar_amqp_url is None:
             raise ValueError("pulsar_transport 'amqp' needs pulsar_amqp_url")
+        check_amqp_url(self.pulsar_amqp_url, "pulsar_amqp_url")
         return self
 
-    @model_validator(mode="after")
-    def _one_embedded(self) -> Settings:
-        embedded = [n for n, b in self.backends.items() if b.url is None and b.transport == "rest"]
+    @field_validator("backends")
+    @classmethod
+    def _backends(cls, value: dict[str, BackendSettings]) -> dict[str, BackendSettings]:
+        checks.check_backend_names(list(value))
+        embedded = [n for n, b in value.items() if b.url is None and b.transport == "rest"]
         if len(embedded) > 1:
-            raise ValueError(f"backends: only one may be the embedded Pulsar (no url): {embedded}")
-        return self
+            raise ValueError(f"only one may be the embedded Pulsar (no url): {embedded}")
+        return value
 
-    @model_validator(mode="after")
-    def _database_url(self) -> Settings:
-        url = self.database_url.get_secret_value() if self.database_url else None
-        if url is not None and not url.startswith(("postgresql://", "postgres://")):
-            raise ValueError("database_url must be a postgresql:// URL")
-        return self
+    @field_validator(*checks.SINGLE_BACKEND_SETTINGS)
+    @classmethod
+    def _single_backend(cls, value: Any, info: ValidationInfo) -> Any:
+        # Settings validate their defaults too: only a value other than the default conflicts.
+        assert info.field_name is not None
+        if info.data.get("backends") and value != cls.model_fields[info.field_name].default:
+            raise ValueError(
+                "cannot be combined with backends (it would be ignored): give each backend "
+                f"its own settings under [backends.NAME] and remove {info.field_name}"
+            )
+        return value
+
+    @field_validator("pulsar_url")
+    @classmethod
+    def _pulsar_url(cls, value: str | None) -> str | None:
+        return checks.check_http_url(value)
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: SecretStr | None) -> SecretStr | None:
+        checks.check_database_url(value.get_secret_value() if value else None)
+        return value
 
     @model_validator(mode="after")
     def _s3_key_pair(self) -> Settings:
@@ -256,11 +321,19 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         """Arguments, then env, then the TOML file in ``TESP_CONFIG`` (if any)."""
-        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        # The environment refuses JSON values that repeat a key (JSON keeps the last).
+        env = checks.StrictJsonEnvSource(settings_cls)
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env]
         toml_path = _CONFIG_FILE.get() or os.environ.get("TESP_CONFIG")
         if toml_path:
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(toml_path)))
         return tuple(sources)
+
+    def has_scheduler(self) -> bool:
+        """Whether some backend submits to a batch scheduler (its slurm_* keys apply)."""
+        if self.backends:
+            return any(b.scheduler is not None for b in self.backends.values())
+        return self.pulsar_scheduler is not None
 
     def effective_runtime(self) -> RuntimeKind:
         """The configured runtime, or bwrap where it is installed, else none."""

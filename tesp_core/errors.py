@@ -8,7 +8,10 @@
     +-- ForbiddenError          403  the caller may not do this
     +-- BackendError                 the backend (Pulsar) failed; never shown raw to clients
         +-- BackendUnavailableError  the backend could not be reached
+        |   +-- BackendAuthError     the backend refused TESP's credentials
         +-- BackendJobLostError      the backend no longer knows the job
+    +-- StoreUnavailableError   503  the task store (database) cannot be reached now
+    +-- InvalidSettingError          a setting is unusable at start-up (``tesp serve`` exit 2)
 """
 
 from __future__ import annotations
@@ -48,12 +51,46 @@ class ForbiddenError(TespError):
 
 
 class BackendError(TespError):
-    """The execution backend failed."""
+    """The execution backend failed. ``backend`` names it (set by the router), if known."""
+
+    backend: str | None = None
 
 
 class BackendUnavailableError(BackendError):
     """The backend could not be reached (connection refused, timeout, 5xx)."""
 
 
+class BackendAuthError(BackendUnavailableError):
+    """The backend refused TESP's credentials (a wrong ``pulsar_token``).
+
+    A configuration error, but handled like an outage: tasks wait (and a router sends new
+    ones elsewhere) until the token is fixed, instead of failing one after another. The
+    refused request did nothing on the backend.
+    """
+
+    never_sent = True
+
+
 class BackendJobLostError(BackendError):
     """The backend does not know the job any more (e.g. its state was wiped)."""
+
+
+class StoreUnavailableError(TespError):
+    """The task store cannot be reached right now (PostgreSQL down, SQLite locked).
+
+    Transient: clients may retry. The message never carries the driver's text (it may name
+    hosts and users); the server logs the cause.
+    """
+
+    def __init__(self, cause: str = "") -> None:
+        self.cause = cause
+        super().__init__("the task store is unavailable; try again later")
+
+
+class InvalidSettingError(TespError):
+    """A setting that validated but does not work (a database URL that cannot connect)."""
+
+    def __init__(self, setting: str, problem: str) -> None:
+        self.setting = setting
+        self.problem = problem
+        super().__init__(f"invalid setting {setting}: {problem}")

@@ -131,8 +131,8 @@ class Metrics(TaskHooks):
         )
         self.backend_errors = Counter(
             "tesp_backend_errors",
-            "Failed backend (Pulsar) calls, by operation and kind of error.",
-            ["operation", "kind"],
+            "Failed backend (Pulsar) calls, by backend, operation and kind of error.",
+            ["backend", "operation", "kind"],
             registry=reg,
         )
         self.staging_bytes = Counter(
@@ -162,8 +162,9 @@ class Metrics(TaskHooks):
         self.latency.labels(method, route).observe(seconds)
 
     def backend_error(self, operation: str, exc: BaseException) -> None:
-        """Count a failed backend call."""
-        self.backend_errors.labels(operation, error_kind(exc)).inc()
+        """Count a failed backend call (backend "none": no backend was chosen yet)."""
+        backend = getattr(exc, "backend", None) or "none"
+        self.backend_errors.labels(backend, operation, error_kind(exc)).inc()
 
     def task_finished(self, task: Task, result: dict[str, Any] | None) -> None:
         """Count the final state, the duration and the bytes the worker staged."""

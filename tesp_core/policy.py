@@ -19,6 +19,12 @@ from tesp_core.models import FileType, Task
 SUPPORTED_BACKEND_PARAMETERS: tuple[str, ...] = (*SCHEDULER_PARAMETERS, "backend", "labels")
 
 
+def backend_parameters(scheduler: bool) -> tuple[str, ...]:
+    """The keys service-info advertises: the scheduler's (slurm_*) only when some backend
+    declares a scheduler. The others' values are still checked, and otherwise ignored."""
+    return SUPPORTED_BACKEND_PARAMETERS if scheduler else ("backend", "labels")
+
+
 @dataclass(frozen=True)
 class Policy:
     """The server-side limits a task must fit."""
@@ -26,6 +32,8 @@ class Policy:
     schemes: frozenset[str]
     file_roots: tuple[str, ...]
     max_content_bytes: int
+    # Some backend submits to a scheduler (setting scheduler / pulsar_scheduler).
+    scheduler: bool = True
 
 
 def check_task(task: Task, policy: Policy) -> None:
@@ -45,12 +53,13 @@ def check_task(task: Task, policy: Policy) -> None:
     check_scheduler_parameters(task)
     resources = task.resources
     if resources and resources.backend_parameters_strict:
+        supported = backend_parameters(policy.scheduler)
         for key in resources.backend_parameters or {}:
-            if key not in SUPPORTED_BACKEND_PARAMETERS:
+            if key not in supported:
                 raise InvalidTaskError(
                     f"resources.backend_parameters.{key}",
                     "not supported by this server (backend_parameters_strict is true); "
-                    f"supported: {list(SUPPORTED_BACKEND_PARAMETERS)}",
+                    f"supported: {list(supported)}",
                 )
 
 

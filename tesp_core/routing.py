@@ -112,16 +112,26 @@ def task_demand(task: Task) -> Demand:
 
 def misfit(demand: Demand, profile: BackendProfile) -> str | None:
     """Why ``profile`` can never run ``demand`` (the field at fault), or None if it can."""
+    if not _has_labels(demand, profile):
+        return f"resources.backend_parameters.{LABELS_PARAMETER}"
+    return _too_small(demand, profile)
+
+
+def _has_labels(demand: Demand, profile: BackendProfile) -> bool:
     for key, value in demand.labels.items():
         have = profile.labels.get(key)
         if have is None or (value is not None and have != value):
-            return f"resources.backend_parameters.{LABELS_PARAMETER}"
-    limits = (
-        ("cpu_cores", demand.cpu_cores, profile.max_cpu_cores),
-        ("ram_gb", demand.ram_gb, profile.max_ram_gb),
-        ("disk_gb", demand.disk_gb, profile.max_disk_gb),
-    )
-    for name, asked, most in limits:
+            return False
+    return True
+
+
+_RESOURCES = ("cpu_cores", "ram_gb", "disk_gb")
+
+
+def _too_small(demand: Demand, profile: BackendProfile) -> str | None:
+    """The first resource of ``demand`` above the maxima of ``profile``, or None."""
+    for name in _RESOURCES:
+        asked, most = getattr(demand, name), getattr(profile, f"max_{name}")
         if asked is not None and most is not None and asked > most:
             return f"resources.{name}"
     return None
@@ -145,25 +155,53 @@ def check_routable(task: Task, profiles: Sequence[BackendProfile]) -> None:
     if fitting(demand, profiles):
         return
     pool = [p for p in profiles if demand.backend is None or p.name == demand.backend]
-    reasons = [misfit(demand, p) or "" for p in pool]
-    # A resource at fault means some backend had the labels: the resource is the problem.
-    field_name = min(reasons, key=lambda r: (r.endswith(LABELS_PARAMETER), r))
-    raise InvalidTaskError(field_name, _explain(field_name, demand, pool))
-
-
-def _explain(field_name: str, demand: Demand, pool: Sequence[BackendProfile]) -> str:
-    who = f"backend {demand.backend!r}" if demand.backend else "no backend of this server"
-    if field_name.endswith(LABELS_PARAMETER):
-        offered = {p.name: dict(p.labels) for p in pool}
-        verb = "lacks" if demand.backend else "carries"
-        return f"{who} {verb} the labels asked for; labels by backend: {offered}"
-    key = field_name.removeprefix("resources.")
-    most = {p.name: getattr(p, f"max_{key}") for p in pool}
-    verb = "cannot fit" if demand.backend else "fits"
-    return (
-        f"{who} {verb} {key} = {getattr(demand, key)} (with the labels asked for); "
-        f"max {key} by backend: {most}"
+    labelled = [p for p in pool if _has_labels(demand, p)]
+    if not labelled:
+        raise InvalidTaskError(
+            f"resources.backend_parameters.{LABELS_PARAMETER}", _no_labels(demand, pool)
+        )
+    # Some backend has the labels, so a resource is what none of those can give.
+    field_name = min(
+        (r for r in map(lambda p: _too_small(demand, p), labelled) if r is not None),
+        key=lambda r: _RESOURCES.index(r.removeprefix("resources.")),
     )
+    raise InvalidTaskError(field_name, _too_big(field_name, demand, pool, labelled))
+
+
+def _wanted(demand: Demand) -> str:
+    return ", ".join(k if v is None else f"{k}={v}" for k, v in demand.labels.items())
+
+
+def _no_labels(demand: Demand, pool: Sequence[BackendProfile]) -> str:
+    offered = {p.name: dict(p.labels) for p in pool}
+    if demand.backend:
+        return (
+            f"backend {demand.backend!r} lacks the labels {_wanted(demand)}; "
+            f"its labels: {offered[demand.backend]}"
+        )
+    return f"no backend carries the labels {_wanted(demand)}; labels by backend: {offered}"
+
+
+def _too_big(
+    field_name: str,
+    demand: Demand,
+    pool: Sequence[BackendProfile],
+    labelled: Sequence[BackendProfile],
+) -> str:
+    key = field_name.removeprefix("resources.")
+    asked = f"{key} = {getattr(demand, key)}"
+    most = {p.name: getattr(p, f"max_{key}") for p in labelled}
+    if demand.backend:
+        return (
+            f"backend {demand.backend!r} cannot fit {asked}; its max {key}: {most[demand.backend]}"
+        )
+    if not demand.labels:
+        return f"no backend fits {asked}; max {key} by backend: {most}"
+    message = f"no backend with the labels {_wanted(demand)} fits {asked}; their max {key}: {most}"
+    roomy = [p.name for p in pool if _too_small(demand, p) is None]
+    if roomy:
+        message += f"; backends {roomy} fit {asked} but lack the labels"
+    return message
 
 
 def choose(

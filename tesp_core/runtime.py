@@ -70,6 +70,7 @@ class Tesp:
                 schemes=SUPPORTED_SCHEMES,
                 file_roots=tuple(s.file_roots),
                 max_content_bytes=s.max_content_bytes,
+                scheduler=s.has_scheduler(),
             ),
             worker_options=WorkerOptions(
                 runtime=s.effective_runtime(),

@@ -28,7 +28,9 @@ from typing import Any
 from pydantic import ValidationError
 
 from tesp_core.backends.base import Backend
+from tesp_core.backends.pulsar import JobStatus
 from tesp_core.backends.router import BackendPool
+from tesp_core.backends.scheduler import time_limit_note
 from tesp_core.errors import (
     BackendError,
     BackendJobLostError,
@@ -41,6 +43,7 @@ from tesp_core.models import ExecutorLog, OutputFileLog, State, Task, TaskLog
 from tesp_core.policy import Policy, check_task
 from tesp_core.replicas import LeaseKeeper
 from tesp_core.routing import BackendsBusyError, BackendsDownError
+from tesp_core.storage.redact import redact_text
 from tesp_core.store.base import Lease, ListQuery, StoredTask, TaskStore
 from tesp_core.translate import WorkerOptions, worker_spec
 
@@ -123,6 +126,10 @@ class _Tracked:
     unplaced: bool = False
     # The task ended from the worker's result.json; the job is polled only to clean it.
     finished: bool = False
+    # Pulsar called the job complete while the worker's heartbeat still moved.
+    outlived_job: bool = False
+    # A cancel that could not reach the backend: sent again at every poll until it does.
+    kill_pending: bool = False
 
 
 class TaskService:
@@ -429,10 +436,12 @@ class TaskService:
             status = self.backend.status(task_id)
         except BackendJobLostError:
             return False
-        if status.phase in ("queued", "initializing", "running"):
+        if status.phase in ("queued", "running"):
             return True
-        # A job Pulsar set up but never launched reads as "complete"; the worker writes
-        # progress.json first thing, so its absence means the task never ran.
+        # "initializing" is Pulsar's preprocessing: TESP stages nothing through Pulsar, so a
+        # job in it was set up and never launched (a replica killed mid-submit). Such a job
+        # can also read as "complete". The worker writes progress.json first thing, so its
+        # absence means the task never ran: submit it (setting a job up again is harmless).
         return self.backend.read_json(task_id, "progress.json") is not None
 
     def _backoff(self, tracked: _Tracked) -> None:
@@ -450,6 +459,8 @@ class TaskService:
             if tracked.finished:
                 self._drain(tracked)
                 return
+            if tracked.kill_pending:
+                self._kill(task_id)
             if self._finished_early(tracked):
                 return
             if self._quiet(tracked):
@@ -461,7 +472,7 @@ class TaskService:
             if status.phase in ("queued", "initializing", "running"):
                 self._on_running(tracked, status.phase)
                 return
-            self._on_done(task_id, status.phase, status.stderr)
+            self._on_done(tracked, status)
         except BackendJobLostError as exc:
             self.hooks.backend_error("poll", exc)
             self._finish(task_id, State.SYSTEM_ERROR, [f"the Pulsar job vanished: {exc}"])
@@ -495,8 +506,9 @@ class TaskService:
         task_id = tracked.task_id
         stored = self.store.get(task_id)
         if stored is not None and stored.task.state is State.CANCELING:
-            self._finish(task_id, State.CANCELED, [], result)
+            self._finish(task_id, State.CANCELED, _ran_to_its_end(result), result)
         else:
+            result = _explain_result(stored.task if stored else None, result)
             self._finish(task_id, _result_state(result.get("state")), [], result)
         tracked.finished, tracked.done_seen = True, time.monotonic()
         self._reschedule(tracked, reset=True)
@@ -600,15 +612,20 @@ class TaskService:
             return True
         return False
 
-    def _on_done(self, task_id: str, phase: str, stderr: str) -> None:
+    def _on_done(self, tracked: _Tracked, status: JobStatus) -> None:
+        task_id, phase = tracked.task_id, status.phase
         stored = self.store.get(task_id)
         if stored is not None and stored.task.state is State.CANCELING:
-            self._finish(task_id, State.CANCELED, [], self.backend.read_json(task_id, RESULT))
+            result = self.backend.read_json(task_id, RESULT)
+            self._finish(task_id, State.CANCELED, _ran_to_its_end(result), result)
         elif phase == "lost":
             self._finish(
                 task_id,
                 State.SYSTEM_ERROR,
-                ["the Pulsar job vanished: Pulsar reports it lost (its job directory is gone)"],
+                [
+                    "the Pulsar job vanished: Pulsar lost track of the job (after a Pulsar "
+                    "restart, or its job directory is gone)"
+                ],
             )
         elif phase == "cancelled":
             self._finish(
@@ -620,29 +637,66 @@ class TaskService:
         else:
             result = self.backend.read_json(task_id, RESULT)
             if result is None:
-                tail = stderr.strip()[-2000:]
-                self._finish(
-                    task_id,
-                    State.SYSTEM_ERROR,
-                    [
-                        f"the worker ended (Pulsar status {phase!r}) without writing {RESULT}"
-                        + (f"; its stderr ends with: {tail}" if tail else "")
-                    ],
-                )
+                progress = self.backend.read_json(task_id, "progress.json")
+                if self._worker_alive(tracked, status, progress):
+                    self._reschedule(tracked)
+                    return
+                note = ""
+                if tracked.outlived_job:
+                    stale = self.limits.heartbeat_stale_seconds
+                    ended = (
+                        f"its heartbeat then stopped for {stale:g} s"
+                        if status.returncode is None
+                        else f"the job then ended with code {status.returncode}"
+                    )
+                    note = f" (Pulsar had called the job complete while the worker ran on; {ended})"
+                message = _no_result(status, started=progress is not None, note=note)
+                self._finish(task_id, State.SYSTEM_ERROR, [message])
             else:
-                state = _result_state(result.get("state"))
-                self._finish(task_id, state, [], result)
+                result = _explain_result(stored.task if stored else None, result)
+                self._finish(task_id, _result_state(result.get("state")), [], result)
         self._clean(task_id)
 
+    def _worker_alive(
+        self, tracked: _Tracked, status: JobStatus, progress: dict[str, Any] | None
+    ) -> bool:
+        """Pulsar calls the job complete, but the worker's heartbeat still moves: wait for it.
+
+        Pulsar's Slurm plugin reads a failing ``squeue`` (controller down) as "complete",
+        with no return code, while the job runs on under slurmd. The heartbeat's own
+        timestamp is on the compute node's clock, so it is not compared with this host's:
+        the worker is alive while its heartbeat changed within ``heartbeat_stale_seconds``
+        of this host's monotonic clock. A job with a return code really ended.
+        """
+        beat = progress.get("heartbeat") if progress else None
+        if status.phase != "complete" or status.returncode is not None or beat is None:
+            return False
+        now = time.monotonic()
+        if beat != tracked.heartbeat:
+            tracked.heartbeat, tracked.heartbeat_seen = beat, now
+        if now - tracked.heartbeat_seen >= self.limits.heartbeat_stale_seconds:
+            return False
+        if not tracked.outlived_job:
+            tracked.outlived_job = True
+            log.warning(
+                "task %s: Pulsar reports the job complete, but its worker still reports a "
+                "heartbeat and no result yet: waiting for the worker",
+                tracked.task_id,
+            )
+        return True
+
     def _kill(self, task_id: str) -> None:
+        delivered = True
         try:
             self.backend.cancel(task_id)
         except BackendError as exc:
+            delivered = False
             self.hooks.backend_error("cancel", exc)
-            log.warning("task %s: cancel on the backend failed: %s", task_id, exc)
+            log.warning("task %s: cancel on the backend failed, will retry: %s", task_id, exc)
         with self._lock:
             tracked = self._active.get(task_id)
             if tracked is not None:
+                tracked.kill_pending = not delivered
                 tracked.next_poll = 0.0
         self._wake.set()
 
@@ -749,12 +803,68 @@ class TaskService:
         self._transition(task_id, state, apply)
 
 
+def _ran_to_its_end(result: dict[str, Any] | None) -> list[str]:
+    """The system log of a cancelled task whose job finished before the kill reached it
+    (the backend was unreachable, or the job was about to end anyway)."""
+    if result is None or result.get("state") == "CANCELED":
+        return []
+    return [
+        "the job ended before the cancel reached it: the task ran to its end "
+        f"({result.get('state')}; its outputs may have been uploaded)"
+    ]
+
+
 def _result_state(value: object) -> State:
     """The task state a worker result names; a worker-side cancel we did not ask for (or
     anything unexpected) is a system error."""
     if value in ("COMPLETE", "EXECUTOR_ERROR", "SYSTEM_ERROR"):
         return State(str(value))
     return State.SYSTEM_ERROR
+
+
+# The worker's result when it was SIGTERMed while TESP had not asked for a cancel.
+UNREQUESTED_STOP = (
+    "the job was stopped by a signal TESP did not send (SIGTERM): a scheduler time limit, "
+    "preemption, or an operator outside TES"
+)
+
+
+def _explain_result(task: Task | None, result: dict[str, Any]) -> dict[str, Any]:
+    """The result, with a first system log line that says why a worker-side cancel came.
+
+    A task TESP cancels is CANCELING before its worker is signalled; a worker that reports
+    CANCELED otherwise was stopped by someone else, usually the scheduler.
+    """
+    if result.get("state") != "CANCELED":
+        return result
+    note = time_limit_note(task) if task is not None else ""
+    line = UNREQUESTED_STOP + (f"; {note}" if note else "")
+    return {**result, "system_logs": [line, *(result.get("system_logs") or [])]}
+
+
+def _no_result(status: JobStatus, *, started: bool, note: str = "") -> str:
+    """Why a job that ended left no result.json, with what Pulsar kept of its output."""
+    if started:
+        message = (
+            f"the worker ended (Pulsar status {status.phase!r}) without writing {RESULT}{note}"
+        )
+    else:
+        # The worker writes progress.json first thing: it never ran.
+        message = (
+            "Pulsar could not start the job (its scheduler refused it, or the job script "
+            "failed before the worker started); see the Pulsar log"
+        )
+        if status.launch_failed:
+            message += (
+                "; Pulsar's submission to the scheduler failed (Pulsar keeps the scheduler's "
+                "reason nowhere it reports: its log names the submit command, the scheduler's "
+                "log the reason)"
+            )
+    for what, text in (("its stderr", status.stderr), ("the job's stderr", status.job_stderr)):
+        tail = redact_text(text).strip()[-1000:]
+        if tail:
+            message += f"; {what} ends with: {tail}"
+    return message
 
 
 def _live_logs(task: Task, finished: list[Any]) -> None:

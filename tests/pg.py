@@ -32,6 +32,9 @@ class Postgres:
 
     host: str
     port: int
+    # Set by start_postgres: what pg_ctl needs to stop and start this server again.
+    data_dir: Path | None = None
+    options: str = ""
 
     def url(self, database: str = "postgres") -> str:
         """A ``postgresql://`` URL for the test role and ``database``."""
@@ -43,6 +46,33 @@ class Postgres:
         with psycopg.connect(self.url(), autocommit=True) as conn:
             conn.execute(f'CREATE DATABASE "{name}"')
         return self.url(name)
+
+    def stop(self) -> None:
+        """Stop the server (``pg_ctl stop -m fast``); :meth:`start` brings it back."""
+        assert self.data_dir is not None
+        _pg_ctl(self.data_dir, "-m", "fast", "stop")
+
+    def start(self) -> None:
+        """Start the server again on the same port and wait until it accepts connections."""
+        assert self.data_dir is not None
+        _pg_ctl(
+            self.data_dir,
+            "-l",
+            str(self.data_dir.parent / "server.log"),
+            "-o",
+            self.options,
+            "-w",
+            "start",
+        )
+        _wait_ready(self)
+
+
+def _pg_ctl(data: Path, *args: str) -> None:
+    subprocess.run(
+        _as_server_user([str(_bindir() / "pg_ctl"), "-D", str(data), *args]),
+        check=True,
+        capture_output=True,
+    )
 
 
 def _bindir() -> Path:
@@ -115,7 +145,7 @@ def start_postgres() -> Iterator[Postgres]:
         check=True,
         capture_output=True,
     )
-    server = Postgres("127.0.0.1", port)
+    server = Postgres("127.0.0.1", port, data, options)
     try:
         _wait_ready(server)
         yield server

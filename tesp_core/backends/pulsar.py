@@ -20,7 +20,12 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from tesp_core.backends.scheduler import scheduler_request, script_directive, submit_params
-from tesp_core.errors import BackendError, BackendJobLostError, BackendUnavailableError
+from tesp_core.errors import (
+    BackendAuthError,
+    BackendError,
+    BackendJobLostError,
+    BackendUnavailableError,
+)
 from tesp_core.models import Task
 from tesp_core.storage.redact import redact_text
 
@@ -53,6 +58,10 @@ class JobStatus:
     returncode: int | None = None
     stdout: str = ""
     stderr: str = ""
+    # The batch job's own stderr (a scheduler job script's, before and around the worker).
+    job_stderr: str = ""
+    # Pulsar never launched the job: its manager's submit failed (a scheduler refused it).
+    launch_failed: bool = False
 
 
 class PulsarBackend:
@@ -123,6 +132,9 @@ class PulsarBackend:
             returncode=int(code) if code not in (None, "") else None,
             stdout=data.get("stdout") or "",
             stderr=data.get("stderr") or "",
+            job_stderr=data.get("job_stderr") or "",
+            # Pulsar records a failed launch as this marker file (its reason only in its log).
+            launch_failed="preprocessing_failed" in (data.get("job_directory_contents") or ()),
         )
 
     def finished_hint(self, job_id: str) -> bool | None:
@@ -159,7 +171,7 @@ class PulsarBackend:
         self._call("DELETE", f"/jobs/{job_id}")
 
     def healthy(self) -> bool:
-        """True when Pulsar answers its health check."""
+        """True when Pulsar answers its health check (which checks TESP's token too)."""
         try:
             return self._call("GET", "/healthz").ok
         except BackendError:
@@ -207,8 +219,9 @@ class PulsarBackend:
             raise BackendUnavailableError(
                 f"Pulsar at {self.url} failed on {method} {path}: HTTP {response.status_code}"
             )
-        if response.status_code == 403 or response.status_code == 401:
-            raise BackendError(f"Pulsar at {self.url} refused TESP's token")
+        if response.status_code in (401, 403):
+            log.error("Pulsar at %s refused TESP's token: check pulsar_token", self.url)
+            raise BackendAuthError(f"Pulsar at {self.url} refused TESP's token")
         if not response.ok:
             raise BackendError(
                 f"Pulsar at {self.url}: {method} {path} answered HTTP {response.status_code}"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+from collections.abc import Callable, Iterable
 from socketserver import ThreadingMixIn
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
@@ -30,6 +31,38 @@ class _QuietHandler(WSGIRequestHandler):
         logging.getLogger("tesp.pulsar.access").debug(redact_text(format % args))
 
 
+_WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+
+def answer_http_exceptions(app: _WSGIApp) -> _WSGIApp:
+    """Serve the HTTP errors Pulsar raises instead of letting them escape as tracebacks.
+
+    Pulsar's file download route raises webob's ``HTTPNotFound`` for a file that does not
+    exist yet (TESP polls for the worker's ``progress.json`` and ``result.json``), outside
+    the controller's own ``try``; wsgiref would print a full traceback and answer 500. An
+    ``HTTPException`` is itself a WSGI response: it is served as such (404 here), with one
+    debug line. Any other exception still propagates and is logged with its traceback.
+    """
+    from webob.exc import HTTPException  # type: ignore[import-untyped]  # no stubs
+
+    access = logging.getLogger("tesp.pulsar.access")
+
+    def wrapped(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        try:
+            return app(environ, start_response)
+        except HTTPException as exc:
+            access.debug(
+                "%s %s: %s",
+                environ.get("REQUEST_METHOD"),
+                environ.get("PATH_INFO"),
+                redact_text(str(exc)),
+            )
+            response: Iterable[bytes] = exc(environ, start_response)
+            return response
+
+    return wrapped
+
+
 def main(argv: list[str] | None = None) -> None:
     """Start Pulsar from an app.yml and serve it until killed."""
     parser = argparse.ArgumentParser(description=__doc__)
@@ -44,7 +77,11 @@ def main(argv: list[str] | None = None) -> None:
 
     app = init_webapp(app_conf_path=args.app_conf)
     server = make_server(
-        args.host, args.port, app, server_class=_ThreadingWSGIServer, handler_class=_QuietHandler
+        args.host,
+        args.port,
+        answer_http_exceptions(app),
+        server_class=_ThreadingWSGIServer,
+        handler_class=_QuietHandler,
     )
     print(f"PULSAR_PORT {server.server_port}", flush=True)
     try:

@@ -202,14 +202,19 @@ class BackendPool:
             name = self._jobs.get(job_id)
         return self._members[self.resolve(name)]
 
-    def _call(self, job_id: str, call: Callable[[Backend], T]) -> T:
+    def _call(self, job_id: str, call: Callable[[Backend], T], *, round_trip: bool = True) -> T:
         member = self._member(job_id)
         try:
             result = call(member.backend)
-        except BackendUnavailableError:
-            self._mark(member, up=False)
+        except BackendError as exc:
+            # Named for the metrics hook (tesp_backend_errors_total{backend=...}).
+            exc.backend = exc.backend or member.profile.name
+            if isinstance(exc, BackendUnavailableError):
+                self._mark(member, up=False)
             raise
-        if member.down:
+        # Only a call that reached the backend says it is up: a backend may answer some
+        # calls from a local copy (the AMQP one reads its job files from a local store).
+        if member.down and round_trip:
             self._mark(member, up=True)
         return result
 
@@ -235,7 +240,7 @@ class BackendPool:
 
     def read_json(self, job_id: str, name: str) -> dict[str, Any] | None:
         """A JSON file of the job's working directory, from its backend."""
-        return self._call(job_id, lambda b: b.read_json(job_id, name))
+        return self._call(job_id, lambda b: b.read_json(job_id, name), round_trip=False)
 
     def cancel(self, job_id: str) -> None:
         """Kill the job on its backend."""
@@ -247,7 +252,11 @@ class BackendPool:
 
     def healthy(self) -> bool:
         """True when at least one backend answers (tasks can run somewhere)."""
-        return any(_healthy(m.backend) for m in self._members.values())
+        return any(self.health().values())
+
+    def health(self) -> dict[str, bool]:
+        """Each backend's health check, by name (in configuration order)."""
+        return {name: _healthy(m.backend) for name, m in self._members.items()}
 
     def close(self) -> None:
         """Close every backend's connections."""

@@ -35,9 +35,12 @@ SCHEDULER_PARAMETERS: tuple[str, ...] = (PARTITION, TIME_LIMIT, ACCOUNT, QOS)
 
 # Slurm names (partitions, accounts, QOS): letters, digits, '_', '.', '-'; nothing a shell,
 # an #SBATCH line or the directive's key=value syntax could read as anything else.
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+# ASCII only, spelled out: ``\d`` and ``\w`` would also take other scripts' digits and
+# letters (fullwidth "10"), which int() then reads as numbers Slurm never sees.
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", re.ASCII)
 # Slurm's time formats: M, M:S, H:M:S, D-H, D-H:M, D-H:M:S.
-_TIME = re.compile(r"(?:(\d{1,4})-)?(\d{1,6})(?::(\d{1,2}))?(?::(\d{1,2}))?")
+_TIME = re.compile(r"(?:([0-9]{1,4})-)?([0-9]{1,6})(?::([0-9]{1,2}))?(?::([0-9]{1,2}))?", re.ASCII)
+_TIME_FORMATS = "minutes, M:S, H:M:S, D-H, D-H:M or D-H:M:S"
 _MB_PER_GB = 1024  # TES's GB is taken as GiB; Slurm's --mem and --tmp count MiB.
 DIRECTIVE_PREFIX = "# tesp-slurm:"
 
@@ -80,6 +83,24 @@ def scheduler_request(task: Task) -> SchedulerRequest:
 def check_scheduler_parameters(task: Task) -> None:
     """Raise InvalidTaskError when a scheduler backend parameter has a bad value."""
     scheduler_request(task)
+
+
+def time_limit_note(task: Task) -> str:
+    """What the task asked of the scheduler's clock, for a message about a stopped job.
+
+    '' when the task set no (valid) ``slurm_time_limit``. The value was checked when the task
+    was created, so it is digits, ':' and '-' only.
+    """
+    params = (task.resources.backend_parameters if task.resources else None) or {}
+    value = params.get(TIME_LIMIT)
+    try:
+        minutes = _time_minutes(value)
+    except InvalidTaskError:
+        return ""
+    if value is None or minutes is None:
+        return ""
+    unit = "minute" if minutes == 1 else "minutes"
+    return f"the task asked for {TIME_LIMIT} {value!r} ({minutes} {unit} as Slurm counts it)"
 
 
 def native_specification(request: SchedulerRequest) -> str:
@@ -148,18 +169,40 @@ def _time_minutes(value: str | None) -> int | None:
     field = f"resources.backend_parameters.{TIME_LIMIT}"
     match = _TIME.fullmatch(value)
     if match is None:
-        raise InvalidTaskError(
-            field, "must be a Slurm time limit: minutes, M:S, H:M:S, D-H, D-H:M or D-H:M:S"
-        )
-    days, first, second, third = match.groups()
+        raise InvalidTaskError(field, f"must be a Slurm time limit: {_TIME_FORMATS}")
+    days, first, second, third = (None if g is None else int(g) for g in match.groups())
+    assert first is not None  # the pattern's one mandatory group
     if days is not None:
         # D-H, D-H:M, D-H:M:S
-        seconds = int(days) * 86400 + int(first) * 3600
-        seconds += int(second or 0) * 60 + int(third or 0)
+        _check_ranges(field, value, hours=first, minutes=second, seconds=third)
+        seconds = days * 86400 + first * 3600 + (second or 0) * 60 + (third or 0)
     elif third is not None:
-        seconds = int(first) * 3600 + int(second) * 60 + int(third)  # H:M:S
+        _check_ranges(field, value, minutes=second, seconds=third)  # H:M:S
+        seconds = first * 3600 + (second or 0) * 60 + third
     else:
-        seconds = int(first) * 60 + int(second or 0)  # M or M:S
+        _check_ranges(field, value, seconds=second)  # M or M:S
+        seconds = first * 60 + (second or 0)
     if seconds <= 0:
         raise InvalidTaskError(field, "must be longer than zero")
     return math.ceil(seconds / 60)
+
+
+def _check_ranges(
+    field: str,
+    value: str,
+    *,
+    hours: int | None = None,
+    minutes: int | None = None,
+    seconds: int | None = None,
+) -> None:
+    """Refuse "1:99:99": a part Slurm reads as a clock position must fit the clock."""
+    for name, number, limit in (
+        ("hours", hours, 24),
+        ("minutes", minutes, 60),
+        ("seconds", seconds, 60),
+    ):
+        if number is not None and number >= limit:
+            raise InvalidTaskError(
+                field,
+                f"{name} must be below {limit} in {value!r} (Slurm's formats: {_TIME_FORMATS})",
+            )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import sys
 import tomllib
@@ -19,7 +20,8 @@ from pydantic import SecretStr, ValidationError
 from tesp_core.client.render import print_json
 from tesp_core.client.safe_text import one_line
 from tesp_core.config import Settings, load_settings
-from tesp_core.storage.redact import REDACTED, redact_text
+from tesp_core.settings_checks import DuplicateKeyError
+from tesp_core.storage.redact import REDACTED, redact_text, redact_url
 
 # A plain-str setting named like this is a credential even if nobody typed it SecretStr.
 _SECRET_KEY = re.compile(r"(?i)(password|passwd|secret|token|credential|private_key|api_key)")
@@ -33,8 +35,15 @@ def masked_settings(settings: Settings) -> dict[str, Any]:
     return masked
 
 
+# URL settings kept secret as a whole, shown with only the password masked (as task logs
+# show them): amqp://tesp:***@host/vhost.
+_SECRET_URLS = frozenset({"amqp_url", "pulsar_amqp_url", "database_url"})
+
+
 def _mask(value: Any, key: str) -> Any:
     if isinstance(value, SecretStr):
+        if key in _SECRET_URLS and value.get_secret_value():
+            return redact_url(value.get_secret_value())
         return REDACTED if value.get_secret_value() else ""
     if isinstance(value, dict):
         return {str(k): _mask(v, str(k)) for k, v in value.items()}
@@ -105,6 +114,33 @@ def settings_error(exc: ValidationError) -> str:
     return one_line(f"{head}: {message}{more}")
 
 
+# pydantic-settings names the field and the source that could not be decoded.
+_UNDECODABLE = re.compile(r'field "(\w+)" from source "(\w+)"')
+
+
+def settings_load_error(exc: Exception, config_file: Path | None) -> str | None:
+    """The one line for settings that could not be loaded (no traceback), or None when
+    ``exc`` is no settings problem. Never echoes a value: it may be a secret."""
+    from pydantic_settings import SettingsError
+
+    if isinstance(exc, ValidationError):
+        return settings_error(exc)
+    if isinstance(exc, SettingsError):
+        found = _UNDECODABLE.search(str(exc))
+        field, source = found.groups() if found else ("settings", "")
+        where = f"TESP_{field.upper()}" if "Env" in source else source or "?"
+        cause = exc.__cause__
+        problem = str(cause) if isinstance(cause, DuplicateKeyError) else "not valid JSON"
+        return one_line(f"invalid setting {field}: {problem} ({where})")
+    toml = config_file or os.environ.get("TESP_CONFIG")
+    if isinstance(exc, tomllib.TOMLDecodeError):
+        # Its message gives line and column only, never the file's text (maybe a secret).
+        return one_line(f"settings file {toml} is not valid TOML: {exc}")
+    if isinstance(exc, OSError):
+        return one_line(f"cannot read the settings file {toml}: {exc.strerror}")
+    return None
+
+
 def cmd_config_show(config_file: Path | None, as_json: bool) -> int:
     """``tesp config show``: print the server settings ``tesp serve`` would use, masked."""
     if config_file is not None and not config_file.is_file():
@@ -112,15 +148,11 @@ def cmd_config_show(config_file: Path | None, as_json: bool) -> int:
         return 2
     try:
         settings = load_settings(config_file)
-    except ValidationError as exc:
-        print(f"tesp: {settings_error(exc)}", file=sys.stderr)
-        return 2
-    except tomllib.TOMLDecodeError as exc:
-        # Its message gives line and column only, never the file's text (maybe a secret).
-        print(f"tesp: settings file is not valid TOML: {exc}", file=sys.stderr)
-        return 2
-    except OSError as exc:
-        print(f"tesp: cannot read the settings file: {exc.strerror}", file=sys.stderr)
+    except (ValueError, OSError) as exc:  # ValidationError and SettingsError are ValueErrors
+        line = settings_load_error(exc, config_file)
+        if line is None:
+            raise
+        print(f"tesp: {line}", file=sys.stderr)
         return 2
     data = masked_settings(settings)
     if as_json:

@@ -19,7 +19,7 @@ from tesp_core.errors import InvalidTaskError, shorten
 from tesp_core.models import ServiceInfo, State, View, render
 from tesp_core.models.service_info import Organization
 from tesp_core.models.views import render_document
-from tesp_core.policy import SUPPORTED_BACKEND_PARAMETERS
+from tesp_core.policy import backend_parameters
 from tesp_core.runtime import storage_listing
 from tesp_core.server.auth import ANONYMOUS_ADMIN, Principal, build_authenticator
 from tesp_core.server.dashboard import mount_dashboard
@@ -77,7 +77,7 @@ def _service_info(settings: Settings) -> dict[str, Any]:
         environment=settings.service_environment,
         version=__version__,
         storage=storage_listing(settings),
-        tesResources_backend_parameters=list(SUPPORTED_BACKEND_PARAMETERS),
+        tesResources_backend_parameters=list(backend_parameters(settings.has_scheduler())),
     )
     return info.model_dump(exclude_none=True)
 

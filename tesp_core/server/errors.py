@@ -12,6 +12,7 @@ from tesp_core.errors import (
     BackendError,
     ForbiddenError,
     InvalidTaskError,
+    StoreUnavailableError,
     TaskNotFoundError,
     TespError,
 )
@@ -22,6 +23,7 @@ _STATUS: list[tuple[type[TespError], int]] = [
     (TaskNotFoundError, 404),
     (ForbiddenError, 403),
     (BackendError, 503),
+    (StoreUnavailableError, 503),
 ]
 
 

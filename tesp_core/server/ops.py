@@ -56,9 +56,11 @@ def ops_router(service: TaskService, settings: Settings, metrics: Metrics) -> AP
     @router.get("/readyz")
     async def readyz() -> JSONResponse:
         """Readiness: the store answers and the backend is healthy."""
-        checks = await run_in_threadpool(readiness, service)
+        checks, backends = await run_in_threadpool(_readiness, service)
         failing = [name for name, value in checks.items() if value != "ok"]
         body: dict[str, Any] = {"status": "not ready" if failing else "ready", "checks": checks}
+        # Each backend's health; ready while at least one is up (tasks can run there).
+        body["backends"] = backends
         if failing:
             body["not_ready"] = failing
         return JSONResponse(body, status_code=503 if failing else 200)
@@ -78,7 +80,19 @@ def ops_router(service: TaskService, settings: Settings, metrics: Metrics) -> AP
     return router
 
 
-def readiness(service: TaskService) -> dict[str, str]:
+def _readiness(service: TaskService) -> tuple[dict[str, str], dict[str, str]]:
+    """The checks of :func:`readiness` and each backend's health (``ok``/``unreachable``)."""
+    try:
+        health = service.backend.health()
+    except Exception as exc:
+        log.warning("readiness: the backend health check raised %s", type(exc).__name__)
+        health = dict.fromkeys(service.backend.names, False)
+    backends = {name: "ok" if up else "unreachable" for name, up in health.items()}
+    checks = readiness(service, any(health.values()))
+    return checks, backends
+
+
+def readiness(service: TaskService, healthy: bool | None = None) -> dict[str, str]:
     """``{"store": ..., "backend": ...}``, each ``"ok"`` or a short reason without details."""
     checks: dict[str, str] = {}
     try:
@@ -87,11 +101,12 @@ def readiness(service: TaskService) -> dict[str, str]:
     except Exception as exc:  # any failure means not ready; the reason stays generic
         log.warning("readiness: the store failed a query: %s", type(exc).__name__)
         checks["store"] = f"query failed ({type(exc).__name__})"
-    try:
-        healthy = service.backend.healthy()
-    except Exception as exc:
-        log.warning("readiness: the backend health check raised %s", type(exc).__name__)
-        healthy = False
+    if healthy is None:
+        try:
+            healthy = service.backend.healthy()
+        except Exception as exc:
+            log.warning("readiness: the backend health check raised %s", type(exc).__name__)
+            healthy = False
     checks["backend"] = "ok" if healthy else "not healthy"
     return checks
 

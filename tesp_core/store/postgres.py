@@ -28,15 +28,20 @@ import psycopg
 from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool, PoolTimeout
 
+from tesp_core.errors import InvalidSettingError, StoreUnavailableError
 from tesp_core.models import State, Task
-from tesp_core.storage.redact import redact_url
 from tesp_core.store.base import IN_FLIGHT, Lease, ListQuery, Renewal, StoredTask
+from tesp_core.store.pg_connect import probe
 from tesp_core.store.sqlite import decode_page_token, encode_page_token
 
 log = logging.getLogger(__name__)
 
 _FLIGHT = [s.value for s in IN_FLIGHT]
 _FLIGHT_SQL = ", ".join(f"'{s}'" for s in _FLIGHT)
+
+# A replica whose lease ended this many lease lengths ago, holding no task, is deleted
+# from tesp_replicas (it is not coming back: a restarted replica has a new id).
+PRUNE_AFTER_LEASES = 10
 
 # Serialises schema creation: two replicas starting at once would both try CREATE TABLE.
 _SCHEMA_LOCK = 0x7465_7370_0000_0001
@@ -69,17 +74,25 @@ _SCHEMA = [
 class PostgresTaskStore:
     """A :class:`~tesp_core.store.base.TaskStore` in PostgreSQL, shared by replicas."""
 
-    def __init__(self, url: str, *, pool_size: int = 10, timeout: float = 30.0) -> None:
+    def __init__(self, url: str, *, pool_size: int = 10, timeout: float = 3.0) -> None:
+        # timeout: how long a request waits for a connection before it gets a 503 (while
+        # the database is down, the pool keeps reconnecting in the background).
+        info = probe(url)  # a wrong URL fails here, at once, with the driver's reason
         self._pool = ConnectionPool(
-            url, min_size=1, max_size=pool_size, open=False, timeout=timeout, name="tesp"
+            info,
+            min_size=1,
+            max_size=pool_size,
+            open=False,
+            timeout=timeout,
+            name="tesp",
+            # A connection that died with the server is replaced, not handed out.
+            check=ConnectionPool.check_connection,
         )
         try:
-            self._pool.open(wait=True, timeout=timeout)
-        except PoolTimeout as exc:
+            self._pool.open(wait=True, timeout=10.0)
+        except PoolTimeout:
             self._pool.close()
-            raise RuntimeError(
-                f"database_url: cannot connect to {redact_url(url)} within {timeout:g} s"
-            ) from exc
+            raise InvalidSettingError("database_url", "cannot open connections") from None
         with self._tx() as conn:
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
             for statement in _SCHEMA:
@@ -87,9 +100,16 @@ class PostgresTaskStore:
 
     @contextmanager
     def _tx(self) -> Iterator[psycopg.Connection[Any]]:
-        """One transaction on a pooled connection (committed unless the block raises)."""
-        with self._pool.connection() as conn:
-            yield conn
+        """One transaction on a pooled connection (committed unless the block raises).
+
+        A lost or unreachable database raises StoreUnavailableError (HTTP 503).
+        """
+        try:
+            with self._pool.connection() as conn:
+                yield conn
+        except (psycopg.OperationalError, PoolTimeout) as exc:
+            log.warning("task store: the database is unavailable: %s", type(exc).__name__)
+            raise StoreUnavailableError(type(exc).__name__) from exc
 
     def insert(self, stored: StoredTask, lease: Lease | None = None) -> None:
         """Store a new task, its tags and its holder in one statement."""
@@ -256,12 +276,13 @@ class PostgresTaskStore:
                 " RETURNING seq, body, owner, backend",
                 (lease.replica, _FLIGHT, dead, limit),
             ).fetchall()
-            # Long-dead replicas that hold nothing any more are forgotten.
+            # Replicas dead for PRUNE_AFTER_LEASES leases that hold nothing are forgotten.
             conn.execute(
-                "DELETE FROM tesp_replicas r WHERE r.alive_until < now() - interval '1 day'"
+                "DELETE FROM tesp_replicas r"
+                " WHERE r.alive_until < now() - make_interval(secs => %s) AND r.id <> %s"
                 " AND NOT EXISTS (SELECT 1 FROM tesp_tasks t"
                 " WHERE t.lease_owner = r.id AND t.state = ANY(%s))",
-                (_FLIGHT,),
+                (PRUNE_AFTER_LEASES * lease.seconds, lease.replica, _FLIGHT),
             )
         return [_stored(r[1:]) for r in sorted(rows, key=lambda r: int(r[0]))]
 

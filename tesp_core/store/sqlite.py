@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from tesp_core.errors import InvalidTaskError
+from tesp_core.errors import InvalidTaskError, StoreUnavailableError
 from tesp_core.models import State, Task
 from tesp_core.store.base import IN_FLIGHT, Lease, ListQuery, Renewal, StoredTask
 
@@ -67,12 +67,30 @@ def decode_page_token(token: str) -> int:
         raise InvalidTaskError("page_token", "not a page token issued by this server") from exc
 
 
+class _Guard:
+    """The store's lock: serialises calls, and turns "database is locked" (another process
+    holds the file past sqlite's busy timeout) into StoreUnavailableError (HTTP 503)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> None:
+        self._lock.acquire()
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, _: object
+    ) -> None:
+        self._lock.release()
+        if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
+            raise StoreUnavailableError("sqlite: database is locked") from exc
+
+
 class SQLiteTaskStore:
     """The default :class:`~tesp_core.store.base.TaskStore`, safe across threads."""
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.Lock()
+        self._lock = _Guard()
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")

@@ -276,7 +276,12 @@ class ExecutorRunner:
                 err.write(f"{inv.argv[0]}: {exc.strerror}\n".encode())
                 return code
         proc = self._proc
-        returncode = proc.wait()
+        # Wait without reaping, then reap with cancellation deferred: a cancel (SIGTERM from
+        # a scheduler hits the executor and the worker at once) raised between waitpid's
+        # reaping and Popen recording the status would lose the exit code (read as 0).
+        os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOWAIT)
+        with CANCEL.deferred():
+            returncode = proc.wait()
         # Whatever the command left running in its group goes with it, as in a container.
         _killpg(proc.pid, signal.SIGKILL)
         self._proc = None

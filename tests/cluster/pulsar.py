@@ -87,5 +87,10 @@ class ClusterPulsar:
             self.proc = None
 
     def log_text(self) -> str:
+        """The end of Pulsar's log, for failure messages."""
+        return self.log_text_full()[-4000:]
+
+    def log_text_full(self) -> str:
+        """Pulsar's whole log (its stderr) so far."""
         path = self.root / "pulsar.log"
-        return path.read_text(errors="replace")[-4000:] if path.exists() else ""
+        return path.read_text(errors="replace") if path.exists() else ""

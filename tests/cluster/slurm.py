@@ -157,7 +157,7 @@ class SlurmCluster:
     def logs(self) -> str:
         """The tails of the daemons' logs, for failure messages."""
         parts = []
-        for name in ("munged.log", "slurmctld.log", "slurmd.log"):
+        for name in ("munged.out", "slurmctld.log", "slurmd.log"):
             path = self.root / name
             if path.exists():
                 parts.append(f"--- {name}\n" + path.read_text(errors="replace")[-2000:])
@@ -194,7 +194,9 @@ class SlurmCluster:
 
 def _start_munged(cluster: SlurmCluster) -> None:
     # munged insists that every directory above its socket be searchable by all, and that
-    # the key belong to the user munged runs as, mode 0600.
+    # the key belong to the user munged runs as (root here), mode 0600; mungekey already
+    # creates it so, as the user that runs it. In the foreground munged logs to stderr
+    # (munged.out), whatever --log-file says, so none is given.
     sock_dir = cluster.root / "munge"
     sock_dir.mkdir(mode=0o755)
     key = cluster.root / "munge.key"
@@ -208,7 +210,6 @@ def _start_munged(cluster: SlurmCluster) -> None:
             f"--socket={sock_dir}/munge.socket",
             f"--key-file={key}",
             f"--pid-file={cluster.root}/munged.pid",
-            f"--log-file={cluster.root}/munged.log",
             f"--seed-file={cluster.root}/munged.seed",
         ],
     )

@@ -105,7 +105,11 @@ def test_healthz_and_readyz_answer_without_auth(ops_server: TespProcess) -> None
     assert (health.status_code, health.json()) == (200, {"status": "ok"})
     ready = requests.get(f"{ops_server.url}/readyz", timeout=10)
     assert ready.status_code == 200
-    assert ready.json() == {"status": "ready", "checks": {"store": "ok", "backend": "ok"}}
+    assert ready.json() == {
+        "status": "ready",
+        "checks": {"store": "ok", "backend": "ok"},
+        "backends": {"default": "ok"},
+    }
 
 
 def test_metrics_count_tasks_requests_and_bytes(
@@ -228,6 +232,7 @@ def test_readyz_fails_when_pulsar_is_gone(auth_server: TespProcess) -> None:
     assert body == {
         "status": "not ready",
         "checks": {"store": "ok", "backend": "not healthy"},
+        "backends": {"default": "unreachable"},
         "not_ready": ["backend"],
     }
     # Liveness is not readiness: the process still serves.

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import psutil
+import pytest
 import requests
 
 from tests.conftest import TERMINAL, TespProcess, free_port, wait_for_state
@@ -75,19 +79,19 @@ def test_kill_9_server_every_task_completes_exactly_once(tmp_path: Path) -> None
 class _Pulsar:
     """A real Pulsar server (Pulsar's WSGI app) on a fixed loopback port."""
 
-    def __init__(self, root: Path, port: int) -> None:
+    def __init__(self, root: Path, port: int, token: str | None = None) -> None:
         self.root, self.port = root, port
         self.proc: subprocess.Popen[bytes] | None = None
+        self.token = token
         root.mkdir(parents=True, exist_ok=True)
-        (root / "app.yml").write_text(
-            json.dumps(
-                {
-                    "staging_directory": str(root / "staging"),
-                    "persistence_directory": str(root / "persisted"),
-                    "managers": {"_default_": {"type": "queued_python", "num_concurrent_jobs": 4}},
-                }
-            )
-        )
+        conf = {
+            "staging_directory": str(root / "staging"),
+            "persistence_directory": str(root / "persisted"),
+            "managers": {"_default_": {"type": "queued_python", "num_concurrent_jobs": 4}},
+        }
+        if token:
+            conf["private_token"] = token
+        (root / "app.yml").write_text(json.dumps(conf))
 
     @property
     def url(self) -> str:
@@ -113,7 +117,8 @@ class _Pulsar:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:
-                if requests.get(f"{self.url}/healthz", timeout=1).ok:
+                params = {"private_token": self.token} if self.token else None
+                if requests.get(f"{self.url}/healthz", params=params, timeout=1).ok:
                     return
             except requests.RequestException:
                 time.sleep(0.1)
@@ -201,4 +206,166 @@ def test_restarted_pulsar_under_a_running_job_is_detected(tmp_path: Path) -> Non
         assert "stopped reporting" in final["logs"][0]["system_logs"][-1]
     finally:
         server.stop()
+        pulsar.stop()
+
+
+def test_a_job_set_up_but_never_launched_is_submitted_after_a_restart(tmp_path: Path) -> None:
+    """A server killed between Pulsar's setup and launch: the job sits in 'preprocessing'
+    for ever; the next server must launch the task, not attach to the dead job."""
+    pulsar = _Pulsar(tmp_path / "pulsar", free_port())
+    pulsar.start()
+    marker = tmp_path / "storage" / "runs"
+    common = {
+        "data_dir": tmp_path / "data",
+        "storage": tmp_path / "storage",
+        "extra_args": ["--pulsar-url", pulsar.url, "--runtime", "none"],
+    }
+    env = {"TESP_WORKER_PYTHON": sys.executable}
+    try:
+        idle = TespProcess(**common, env={**env, "TESP_DISPATCH": "false"}).start()
+        body = _sleeper(marker, 0)
+        task_id = requests.post(f"{idle.api}/tasks", json=body, timeout=10).json()["id"]
+        idle.stop()
+        # What the dead server left: bookkeeping that says "submitting", a job set up
+        # with its worker uploaded, never launched.
+        from tesp_core.store.sqlite import SQLiteTaskStore
+
+        store = SQLiteTaskStore(tmp_path / "data" / "tasks.sqlite")
+        store.update_backend(task_id, {"submitting": True, "backend": "default"})
+        store.close()
+        assert requests.post(f"{pulsar.url}/jobs", params={"job_id": task_id}, timeout=10).ok
+        status = requests.get(f"{pulsar.url}/jobs/{task_id}/status", timeout=10).json()
+        assert status["status"] == "preprocessing"
+        server = TespProcess(**common, env=env).start()
+        try:
+            final = wait_for_state(server.api, task_id, TERMINAL, timeout=60)
+        finally:
+            server.stop()
+        assert final["state"] == "COMPLETE", final
+        assert marker.read_text() == "run\n"
+    finally:
+        pulsar.stop()
+
+
+def test_a_wrong_pulsar_token_makes_tasks_wait_not_fail(tmp_path: Path) -> None:
+    pulsar = _Pulsar(tmp_path / "pulsar", free_port(), token="the-right-token")
+    pulsar.start()
+    server = TespProcess(
+        data_dir=tmp_path / "data",
+        storage=tmp_path / "storage",
+        extra_args=["--pulsar-url", pulsar.url, "--runtime", "none"],
+        env={"TESP_WORKER_PYTHON": sys.executable, "TESP_PULSAR_TOKEN": "a-wrong-token-77"},
+    ).start()
+    try:
+        ready = requests.get(f"{server.url}/readyz", timeout=10)
+        assert ready.status_code == 503
+        task_id = requests.post(
+            f"{server.api}/tasks",
+            json={"executors": [{"image": "a", "command": ["true"]}]},
+            timeout=10,
+        ).json()["id"]
+        time.sleep(3)
+        task = requests.get(f"{server.api}/tasks/{task_id}?view=FULL", timeout=10).json()
+        assert task["state"] == "QUEUED"
+        log = server.log_text()
+        assert "refused TESP's token" in log
+        assert "a-wrong-token-77" not in log
+    finally:
+        server.stop()
+        pulsar.stop()
+
+
+class _Gate:
+    """A TCP forwarder on loopback that can be shut (connections refused) and reopened:
+    Pulsar unreachable from TESP while the Pulsar and its jobs live on."""
+
+    def __init__(self, target_port: int) -> None:
+        self.port, self.target = free_port(), target_port
+        self._listener: socket.socket | None = None
+        self._conns: list[socket.socket] = []
+        self._lock = threading.Lock()
+
+    def open(self) -> None:
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", self.port))
+        listener.listen(64)
+        self._listener = listener
+        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+
+    def shut(self) -> None:
+        with self._lock:
+            listener, self._listener = self._listener, None
+            conns, self._conns = self._conns, []
+        if listener is not None:
+            # shutdown, not just close: a close leaves the socket listening while another
+            # thread blocks in accept() on it.
+            with contextlib.suppress(OSError):
+                listener.shutdown(socket.SHUT_RDWR)
+            listener.close()
+        for conn in conns:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+            conn.close()
+
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.target))
+            with self._lock:
+                self._conns += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(src: socket.socket, dst: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := src.recv(65536):
+                dst.sendall(data)
+        with contextlib.suppress(OSError):
+            dst.shutdown(socket.SHUT_WR)
+
+
+@pytest.mark.parametrize("sleep, ran", [(6, False), (1, True)])
+def test_a_cancel_while_pulsar_is_unreachable_is_sent_when_it_answers(
+    tmp_path: Path, sleep: int, ran: bool
+) -> None:
+    pulsar = _Pulsar(tmp_path / "pulsar", free_port())
+    pulsar.start()
+    gate = _Gate(pulsar.port)
+    gate.open()
+    marker = tmp_path / "storage" / "runs"
+    server = TespProcess(
+        data_dir=tmp_path / "data",
+        storage=tmp_path / "storage",
+        extra_args=["--pulsar-url", f"http://127.0.0.1:{gate.port}", "--runtime", "none"],
+        env={"TESP_WORKER_PYTHON": sys.executable},
+    ).start()
+    try:
+        api = server.api
+        body = _sleeper(marker, sleep)
+        task_id = requests.post(f"{api}/tasks", json=body, timeout=10).json()["id"]
+        wait_for_state(api, task_id, {"RUNNING"}, timeout=60)
+        gate.shut()
+        assert requests.post(f"{api}/tasks/{task_id}:cancel", timeout=10).ok
+        time.sleep(3)
+        assert requests.get(f"{api}/tasks/{task_id}", timeout=10).json()["state"] == "CANCELING"
+        gate.open()
+        final = wait_for_state(api, task_id, TERMINAL, timeout=60)
+        assert final["state"] == "CANCELED"
+        full = requests.get(f"{api}/tasks/{task_id}?view=FULL", timeout=10).json()
+        notes = " ".join(full["logs"][0].get("system_logs") or [])
+        if ran:
+            assert "the task ran to its end (COMPLETE" in notes
+            assert marker.read_text() == "run\n"
+        else:
+            assert "ran to its end" not in notes
+            time.sleep(sleep)  # long enough for the sleeper to have written its marker
+            assert not marker.exists()
+    finally:
+        server.stop()
+        gate.shut()
         pulsar.stop()

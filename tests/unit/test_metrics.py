@@ -51,11 +51,27 @@ def test_finished_task_counts_state_duration_and_bytes() -> None:
 
 def test_backend_errors_by_operation_and_kind() -> None:
     metrics = Metrics(dict)
-    metrics.backend_error("submit", BackendUnavailableError("down"))
-    metrics.backend_error("submit", BackendUnavailableError("down"))
+    down = BackendUnavailableError("down")
+    down.backend = "b"  # as the router names the backend that failed
+    metrics.backend_error("submit", down)
+    metrics.backend_error("submit", down)
     metrics.backend_error("poll", BackendJobLostError("gone"))
-    assert _value(metrics, "tesp_backend_errors_total", operation="submit", kind="unavailable") == 2
-    assert _value(metrics, "tesp_backend_errors_total", operation="poll", kind="job_lost") == 1
+    assert (
+        _value(
+            metrics,
+            "tesp_backend_errors_total",
+            backend="b",
+            operation="submit",
+            kind="unavailable",
+        )
+        == 2
+    )
+    assert (
+        _value(
+            metrics, "tesp_backend_errors_total", backend="none", operation="poll", kind="job_lost"
+        )
+        == 1
+    )
 
 
 def test_registries_are_per_instance_and_a_failing_store_does_not_break_a_scrape() -> None:

@@ -28,6 +28,7 @@ A = BackendProfile(
 )
 B = BackendProfile("b", capacity=4, labels={"site": "us"}, max_cpu_cores=64, max_ram_gb=256)
 PROFILES = [A, B]
+_LABELS = "resources.backend_parameters.labels"
 
 
 def _task(**resources: Any) -> Task:
@@ -62,35 +63,83 @@ def test_demand_reads_backend_labels_and_resources() -> None:
     assert err.value.field == "resources.backend_parameters.labels"
 
 
+_BY_BACKEND = "{'a': {'gpu': 'a100', 'site': 'eu'}, 'b': {'site': 'us'}}"
+
+
 @pytest.mark.parametrize(
-    ("task", "field", "words"),
+    ("task", "field", "message"),
     [
-        (_params(backend="c"), "resources.backend_parameters.backend", "no backend named 'c'"),
-        (_params(labels="gpu=h100"), "resources.backend_parameters.labels", "labels by backend"),
-        (_params(labels="tpu"), "resources.backend_parameters.labels", "carries the labels"),
-        (_task(cpu_cores=128), "resources.cpu_cores", "max cpu_cores by backend"),
-        (_task(ram_gb=512), "resources.ram_gb", "{'a': 16, 'b': 256}"),
-        # gpu fits only a, 16 cores only b: the cores are what cannot be had.
-        (_task(cpu_cores=16, backend_parameters={"labels": "gpu"}), "resources.cpu_cores", "4"),
+        (
+            _params(backend="c"),
+            "resources.backend_parameters.backend",
+            "no backend named 'c' on this server; backends: ['a', 'b']",
+        ),
+        (
+            _params(labels="gpu=h100"),
+            _LABELS,
+            f"no backend carries the labels gpu=h100; labels by backend: {_BY_BACKEND}",
+        ),
+        (
+            _params(labels="tpu"),
+            _LABELS,
+            f"no backend carries the labels tpu; labels by backend: {_BY_BACKEND}",
+        ),
+        # No labels asked: the message says nothing of labels.
+        (
+            _task(cpu_cores=128),
+            "resources.cpu_cores",
+            "no backend fits cpu_cores = 128; max cpu_cores by backend: {'a': 4, 'b': 64}",
+        ),
+        (
+            _task(ram_gb=512),
+            "resources.ram_gb",
+            "no backend fits ram_gb = 512.0; max ram_gb by backend: {'a': 16, 'b': 256}",
+        ),
+        # gpu fits only a, 16 cores only b: both halves of the conflict are named.
+        (
+            _task(cpu_cores=16, backend_parameters={"labels": "gpu"}),
+            "resources.cpu_cores",
+            "no backend with the labels gpu fits cpu_cores = 16; their max cpu_cores: "
+            "{'a': 4}; backends ['b'] fit cpu_cores = 16 but lack the labels",
+        ),
         (
             _task(cpu_cores=16, backend_parameters={"backend": "a"}),
             "resources.cpu_cores",
-            "backend 'a' cannot fit cpu_cores = 16",
+            "backend 'a' cannot fit cpu_cores = 16; its max cpu_cores: 4",
         ),
         (
             _params(backend="b", labels="gpu"),
-            "resources.backend_parameters.labels",
-            "backend 'b' lacks",
+            _LABELS,
+            "backend 'b' lacks the labels gpu; its labels: {'site': 'us'}",
         ),
     ],
 )
 def test_statically_impossible_tasks_are_refused_naming_the_field(
-    task: Task, field: str, words: str
+    task: Task, field: str, message: str
 ) -> None:
     with pytest.raises(InvalidTaskError) as err:
         check_routable(task, PROFILES)
-    assert err.value.field == field
-    assert words in err.value.problem
+    assert (err.value.field, err.value.problem) == (field, message)
+
+
+def test_refusals_state_the_actual_conflict() -> None:
+    """The operator's two cases: b fits 4 cores but lacks gpu; 16 cores fit nothing."""
+    profiles = [
+        BackendProfile("a", labels={"gpu": ""}, max_cpu_cores=2),
+        BackendProfile("b", max_cpu_cores=8),
+    ]
+    with pytest.raises(InvalidTaskError) as err:
+        check_routable(_task(cpu_cores=16), profiles)
+    assert err.value.problem == (
+        "no backend fits cpu_cores = 16; max cpu_cores by backend: {'a': 2, 'b': 8}"
+    )
+    with pytest.raises(InvalidTaskError) as err:
+        check_routable(_task(cpu_cores=4, backend_parameters={"labels": "gpu"}), profiles)
+    assert (err.value.field, err.value.problem) == (
+        "resources.cpu_cores",
+        "no backend with the labels gpu fits cpu_cores = 4; their max cpu_cores: {'a': 2}; "
+        "backends ['b'] fit cpu_cores = 4 but lack the labels",
+    )
 
 
 def test_possible_tasks_pass_the_check() -> None:

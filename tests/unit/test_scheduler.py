@@ -15,6 +15,7 @@ from tesp_core.backends.scheduler import (
     scheduler_request,
     script_directive,
     submit_params,
+    time_limit_note,
 )
 from tesp_core.errors import InvalidTaskError
 from tesp_core.models import Task
@@ -72,6 +73,9 @@ def test_zero_memory_or_disk_asks_for_the_default_not_for_everything() -> None:
         ("2-0", 2880),
         ("1-1:1", 1501),
         ("0:0:1", 1),
+        ("90:30", 91),  # M:S: the minutes are not a clock position
+        ("100:00:00", 6000),  # H:M:S: nor are the hours
+        ("1-23:59:59", 2880),
     ],
 )
 def test_slurm_time_formats(value: str, minutes: int) -> None:
@@ -98,12 +102,43 @@ def test_slurm_time_formats(value: str, minutes: int) -> None:
         ("slurm_time_limit", "-5"),
         ("slurm_time_limit", "1:2:3:4"),
         ("slurm_time_limit", "UNLIMITED"),
+        ("slurm_time_limit", "\uff11\uff10"),  # fullwidth digits: int() would read 10
+        ("slurm_time_limit", "1\u0660"),  # ARABIC-INDIC DIGIT ZERO
+        ("slurm_partition", "p\uff11"),
+        ("slurm_account", "\u00e9quipe"),
     ],
 )
 def test_bad_values_are_refused_naming_the_field(key: str, value: str) -> None:
     with pytest.raises(InvalidTaskError) as caught:
         scheduler_request(_task(backend_parameters={key: value}))
     assert caught.value.field == f"resources.backend_parameters.{key}"
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        ("1:99:99", "minutes must be below 60"),
+        ("1:00:60", "seconds must be below 60"),
+        ("5:60", "seconds must be below 60"),
+        ("1-24", "hours must be below 24"),
+        ("1-23:60", "minutes must be below 60"),
+        ("1-0:0:75", "seconds must be below 60"),
+    ],
+)
+def test_time_limit_parts_must_fit_the_clock(value: str, problem: str) -> None:
+    with pytest.raises(InvalidTaskError) as caught:
+        scheduler_request(_task(backend_parameters={"slurm_time_limit": value}))
+    assert caught.value.field == "resources.backend_parameters.slurm_time_limit"
+    assert problem in str(caught.value)
+
+
+def test_time_limit_note_names_the_limit_as_slurm_counts_it() -> None:
+    note = time_limit_note(_task(backend_parameters={"slurm_time_limit": "0:30"}))
+    assert note == "the task asked for slurm_time_limit '0:30' (1 minute as Slurm counts it)"
+    note = time_limit_note(_task(backend_parameters={"slurm_time_limit": "1-0"}))
+    assert note == "the task asked for slurm_time_limit '1-0' (1440 minutes as Slurm counts it)"
+    assert time_limit_note(_task()) == ""
+    assert time_limit_note(_task(backend_parameters={"slurm_partition": "p"})) == ""
 
 
 def test_native_specification_and_submit_params() -> None:

@@ -54,7 +54,8 @@ def test_wrong_password_fails_the_start_naming_the_cause(
 ) -> None:
     url = f"amqp://{AMQP_USER}:not-the-password@127.0.0.1:{rabbitmq.port}/{AMQP_VHOST}"
     done = _tesp(tmp_path, "serve", url=url)
-    assert done.returncode != 0
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
     assert "refused the connection: wrong user name or password" in done.stderr
     assert "not-the-password" not in done.stderr + done.stdout
     assert "TESP ready" not in done.stderr + done.stdout
@@ -63,7 +64,8 @@ def test_wrong_password_fails_the_start_naming_the_cause(
 def test_missing_vhost_fails_the_start_naming_the_cause(tmp_path: Path, rabbitmq: RabbitMQ) -> None:
     url = f"amqp://{AMQP_USER}:{AMQP_PASSWORD}@127.0.0.1:{rabbitmq.port}/no-such-vhost"
     done = _tesp(tmp_path, "serve", url=url)
-    assert done.returncode != 0
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
     assert "refused the connection: the user may not open the vhost" in done.stderr
     assert AMQP_PASSWORD not in done.stderr + done.stdout
 

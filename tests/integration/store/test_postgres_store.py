@@ -15,7 +15,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from tesp_core.errors import InvalidTaskError
+from tesp_core.errors import InvalidSettingError, InvalidTaskError
 from tesp_core.models import State, Task
 from tesp_core.store import ListQuery, SQLiteTaskStore, StoredTask, TaskStore
 from tesp_core.store.base import Lease
@@ -294,9 +294,12 @@ def test_postgres_schema_is_created_once_by_concurrent_starts(postgres: Postgres
 
 def test_postgres_unreachable_database_is_a_clear_error(postgres: Postgres) -> None:
     url = f"postgresql://tesp:secret-pw@127.0.0.1:{postgres.port}/no_such_db"
-    with pytest.raises(RuntimeError) as info:
+    with pytest.raises(InvalidSettingError) as info:
         PostgresTaskStore(url, timeout=2)
-    assert "database_url" in str(info.value) and "no_such_db" in str(info.value)
+    assert str(info.value) == (
+        'invalid setting database_url: connection failed: connection to server at "127.0.0.1",'
+        f' port {postgres.port} failed: FATAL: database "no_such_db" does not exist'
+    )
     assert "secret-pw" not in str(info.value)
 
 
@@ -307,7 +310,7 @@ def test_database_url_must_be_postgresql() -> None:
 
     with pytest.raises(ValidationError) as info:
         load_settings(database_url="mysql://u:hidden-pw@db/tesp")
-    assert "database_url must be a postgresql:// URL" in str(info.value)
+    assert "must be a postgresql:// URL" in str(info.value)
     assert "hidden-pw" not in str(info.value)
     url = load_settings(database_url="postgresql://u:pw@db/tesp").database_url
     assert url is not None and url.get_secret_value() == "postgresql://u:pw@db/tesp"

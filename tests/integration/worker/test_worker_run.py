@@ -262,6 +262,28 @@ def test_sigterm_cancels_and_kills_the_executor(job: Job) -> None:
         sleeper.status()  # a zombie would still answer: it must be gone, reaped
 
 
+def test_sigterm_to_job_and_executor_at_once_keeps_the_exit_code(tmp_path: Path, pyz: Path) -> None:
+    # A scheduler's time limit signals the whole job: the executor dies in the same instant
+    # the worker is told to stop. Its exit code must still be the signal's (143), never 0.
+    for trial in range(15):
+        (tmp_path / str(trial)).mkdir()
+        job = Job(tmp_path / str(trial), "none", pyz)
+        marker = f"{900 + trial}.5"
+        proc = job.start(job.spec([{"command": ["sleep", marker]}]))
+        try:
+            sleeper = _wait_for_process(["sleep", marker])
+            sleeper.send_signal(signal.SIGTERM)
+            os.kill(proc.pid, signal.SIGTERM)
+            _out, err = proc.communicate(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        assert proc.returncode == 0, err.decode()
+        result = json.loads((job.job_dir / "result.json").read_text())
+        codes = [log["exit_code"] for log in result["executor_logs"]]
+        assert codes == [143], f"trial {trial}: {codes}"
+
+
 def _wait_for_process(cmdline: list[str]) -> psutil.Process:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
