@@ -95,6 +95,10 @@ class TespProcess:
             self.proc.wait(10)
         self.proc = None
 
+    def log_text_full(self) -> str:
+        path = self.data_dir / "tesp-serve.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
     def log_text(self) -> str:
         path = self.data_dir / "tesp-serve.log"
         return path.read_text(errors="replace")[-4000:] if path.exists() else ""

@@ -14,6 +14,13 @@ _CREDENTIAL_QUERY_KEYS = (
     r"access_token|private_token|password|passwd|secret|key|api_key|apikey|awsaccesskeyid)$"
 )
 _URL_IN_TEXT = r"[a-zA-Z][a-zA-Z0-9+.-]*://[^\s'\"<>]+"
+# A credential in a query string without its scheme and host, as HTTP libraries log the
+# request line ("POST /jobs?job_id=1&private_token=... HTTP/1.1").
+_QUERY_CREDENTIAL_IN_TEXT = (
+    r"(?i)([?&](?:x-amz-signature|x-amz-credential|x-amz-security-token|signature|sig|token|"
+    r"access_token|private_token|password|passwd|secret|key|api_key|apikey|awsaccesskeyid)=)"
+    r"[^&\s'\"<>]+"
+)
 
 
 def redact_url(url: str) -> str:
@@ -44,5 +51,7 @@ def redact_url(url: str) -> str:
 
 
 def redact_text(text: str) -> str:
-    """Redact every URL that appears in free text (exception messages, log lines)."""
-    return re.sub(_URL_IN_TEXT, lambda m: redact_url(m.group(0)), text)
+    """Redact every URL that appears in free text (exception messages, log lines), and
+    credential query parameters of URLs written without their scheme (request lines)."""
+    text = re.sub(_URL_IN_TEXT, lambda m: redact_url(m.group(0)), text)
+    return re.sub(_QUERY_CREDENTIAL_IN_TEXT, rf"\1{REDACTED}", text)

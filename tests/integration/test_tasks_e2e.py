@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
+from pathlib import Path
 
 import psutil
 import pytest
@@ -478,3 +480,25 @@ def test_finished_task_jobs_are_cleaned(tesp_server: TespProcess) -> None:
     while any((staging / i).exists() for i in ids) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert [i for i in ids if (staging / i).exists()] == []
+
+
+def test_debug_logs_never_show_the_pulsar_token(tmp_path: Path) -> None:
+    server = TespProcess(
+        data_dir=tmp_path / "data",
+        storage=tmp_path / "storage",
+        extra_args=["--runtime", "none"],
+        env={"TESP_LOG_LEVEL": "DEBUG"},
+    ).start()
+    try:
+        task_id = requests.post(
+            f"{server.api}/tasks",
+            json={"executors": [{"image": "a", "command": ["true"]}]},
+            timeout=10,
+        ).json()["id"]
+        assert wait_for_state(server.api, task_id, TERMINAL)["state"] == "COMPLETE"
+        token = json.loads((tmp_path / "data" / "pulsar" / "embedded.json").read_text())["token"]
+    finally:
+        server.stop()
+    log = server.log_text_full()
+    assert "private_token=***" in log  # the request lines are there, redacted
+    assert token not in log

@@ -95,6 +95,24 @@ def test_text_format_redacts_too() -> None:
     assert line.endswith(f"INFO [tesp_core.service] task {TASK_ID}: input ftp://me:***@host/file")
 
 
+def test_request_lines_lose_their_query_credentials() -> None:
+    # urllib3 logs "METHOD /path?query HTTP/1.1" at DEBUG: no scheme, so no URL to redact.
+    record = _record(
+        '%s://%s:%s "%s %s %s" %s %s',
+        "http",
+        "127.0.0.1",
+        8913,
+        "POST",
+        f"/jobs?job_id=t1&private_token={SECRET}",
+        "HTTP/1.1",
+        200,
+        951,
+    )
+    line = TextFormatter().format(record)
+    assert SECRET not in line
+    assert line.endswith('"POST /jobs?job_id=t1&private_token=*** HTTP/1.1" 200 951')
+
+
 def test_json_formatter_is_one_line_per_record() -> None:
     line = JsonFormatter().format(_record("two\nlines %s", "x"))
     assert "\n" not in line
