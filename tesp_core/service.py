@@ -86,6 +86,9 @@ class Limits:
 
     max_in_flight: int = 8
     poll_min: float = 0.05
+    # A backend whose job files are local (the embedded Pulsar) is watched with a stat of
+    # result.json, not an HTTP call: that can be done this often.
+    poll_min_local: float = 0.01
     poll_max: float = 2.0
     # Poll at poll_min for this long after submission: most tasks are short, and Pulsar
     # only notices a finished job when asked.
@@ -130,6 +133,8 @@ class _Tracked:
     outlived_job: bool = False
     # A cancel that could not reach the backend: sent again at every poll until it does.
     kill_pending: bool = False
+    # The backend shows this job's files locally (cheap to watch).
+    local: bool = False
 
 
 class TaskService:
@@ -338,7 +343,8 @@ class TaskService:
         with self._lock:
             young = time.monotonic() - tracked.first_seen < self.limits.poll_fast_seconds
             if reset or young:
-                tracked.interval = self.limits.poll_min
+                local = tracked.local and not tracked.finished
+                tracked.interval = self.limits.poll_min_local if local else self.limits.poll_min
             else:
                 tracked.interval = min(tracked.interval * 1.5, self.limits.poll_max)
             tracked.next_poll = time.monotonic() + tracked.interval
@@ -403,6 +409,7 @@ class TaskService:
             return
         self.store.update_backend(task_id, {"submitted": True, "backend": name})
         tracked.submitted, tracked.unreachable_since, tracked.unplaced = True, None, False
+        tracked.local = self.backend.finished_hint(task_id) is not None
         tracked.multi_executor = len(stored.task.executors) > 1
         meta = self.backend.metadata(name, task_id)
         self._transition(task_id, State.QUEUED, lambda t: _start_log(t, meta))
@@ -543,8 +550,8 @@ class TaskService:
             return False
         if time.monotonic() - tracked.status_read > self.limits.poll_max:
             return False
-        progress = self.backend.read_json(tracked.task_id, "progress.json")
-        if progress is not None and not tracked.running:
+        # Until the executors start, the progress file tells INITIALIZING from RUNNING.
+        if not tracked.running and self.backend.read_json(tracked.task_id, "progress.json"):
             self._check_progress(tracked, time.monotonic())
         return True
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
@@ -109,13 +110,26 @@ class PulsarBackend:
             worker_path = f"{tools_dir}/{WORKER_FILE}"
         else:
             worker_path = str(self._local_worker)
-        self._upload(job_id, SPEC_FILE, json.dumps(spec).encode())
+        spec_bytes = json.dumps(spec).encode()
+        local_tools = self._local_path(tools_dir)
+        if local_tools is not None:
+            # The embedded Pulsar's job directory is on this host: one HTTP call fewer.
+            _write_private(local_tools / SPEC_FILE, spec_bytes)
+        else:
+            self._upload(job_id, SPEC_FILE, spec_bytes)
         # -S: the worker is stdlib only, and site's .pth processing is most of a venv
         # interpreter's start-up (38 -> 12 ms here); the S3 driver runs site when it needs boto3.
         argv = [self._python, "-S", worker_path, f"{tools_dir}/{SPEC_FILE}", working_dir]
         command = shlex.join(argv)
         self._call("POST", f"/jobs/{job_id}/submit", params=_submit_query(command, task))
         log.debug("task %s: submitted to Pulsar %s", job_id, self.url)
+
+    def _local_path(self, directory: str) -> Path | None:
+        """``directory`` (a path Pulsar gave) when it lies in the local staging area."""
+        if self._local_staging is None:
+            return None
+        path = Path(directory)
+        return path if path.is_dir() and path.is_relative_to(self._local_staging) else None
 
     def status(self, job_id: str) -> JobStatus:
         """The job's status; BackendJobLostError if Pulsar does not know it."""
@@ -242,6 +256,15 @@ def _submit_query(command: str, task: Task) -> dict[str, str]:
         "command_line": f"{script_directive(request)}\n{command}",
         "params": json.dumps(submit_params(request)),
     }
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` readable by this user only (a spec holds secrets)."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+    os.replace(tmp, path)
 
 
 def _read_local_json(path: Path) -> dict[str, Any] | None:
