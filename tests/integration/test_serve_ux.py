@@ -16,7 +16,7 @@ from tests.conftest import TespProcess
 
 
 def test_banner_names_api_and_dashboard_once_listening(tesp_server: TespProcess) -> None:
-    lines = tesp_server.log_text().splitlines()
+    lines = tesp_server.log_text_full().splitlines()
     url = f"http://127.0.0.1:{tesp_server.port}"
     banner = (
         f"TESP {__version__} serving TES 1.1 at {url}/ga4gh/tes/v1 (dashboard: {url}/dashboard/)"
