@@ -71,7 +71,7 @@ $(GALAXY_VENV)/bin/python:
 test-galaxy: setup $(GALAXY_VENV)/bin/python
 	TESP_BIN=$(CURDIR)/$(BIN)/tesp $(GALAXY_VENV)/bin/pytest -q tests/plugins/galaxy
 
-# Every benchmark prints ratios against a baseline measured in the same run (bench/README.md).
+# Every benchmark prints ratios against a baseline measured in the same run.
 bench: setup
 	$(BIN)/python bench/bench_api.py
 	$(BIN)/python bench/bench_e2e.py --embedded
