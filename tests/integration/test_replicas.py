@@ -132,6 +132,12 @@ def _wait_all(api: str, ids: list[str], timeout: float) -> dict[str, str]:
         time.sleep(0.5)
 
 
+def _system_logs(api: str, task_id: str) -> list[str]:
+    """What a task that did not complete says about it (shown when an assertion fails)."""
+    task = requests.get(f"{api}/tasks/{task_id}", params={"view": "FULL"}, timeout=10).json()
+    return [line for log in task.get("logs") or [] for line in log.get("system_logs") or []]
+
+
 def _create(apis: list[str], bodies: list[dict]) -> list[str]:
     """Create the tasks alternately through the replicas, 16 requests at a time."""
 
@@ -155,7 +161,8 @@ def test_two_replicas_share_tasks_and_survive_kill_9(shared: dict[str, str]) -> 
         assert requests.get(f"{b.api}/tasks/{ids[0]}", timeout=10).json()["id"] == ids[0]
         assert requests.get(f"{a.api}/tasks/{ids[1]}", timeout=10).json()["id"] == ids[1]
         finals = _wait_all(b.api, ids, timeout=150)
-        assert Counter(finals.values()) == {"COMPLETE": TASKS}
+        failed = {t: _system_logs(b.api, t) for t, s in finals.items() if s != "COMPLETE"}
+        assert Counter(finals.values()) == {"COMPLETE": TASKS}, failed
         counts = Counter((runs / str(n)).read_text() for n in range(TASKS))
         assert counts == {"run\n": TASKS}, "some task ran more or less than once"
         # Both replicas did their share of the work.
