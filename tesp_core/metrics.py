@@ -14,9 +14,9 @@ can reach a label.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
@@ -33,6 +33,8 @@ PROTOCOLS = frozenset({"file", "http", "https", "ftp", "s3"})
 
 # Task run times range from a second to days.
 TASK_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600, 86400, float("inf"))
+
+_Kind = TypeVar("_Kind", Counter, Histogram)
 
 
 class TaskHooks:
@@ -116,45 +118,50 @@ class Metrics(TaskHooks):
 
     def __init__(self, count_by_state: Callable[[], dict[State, int]]) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
-        reg = self.registry
-        self.requests = Counter(
+        self.requests = self._metric(
+            Counter,
             "tesp_http_requests",
             "HTTP requests answered, by method, route template and status code.",
             ["method", "route", "status"],
-            registry=reg,
         )
-        self.latency = Histogram(
+        self.latency = self._metric(
+            Histogram,
             "tesp_http_request_duration_seconds",
             "Time to answer an HTTP request, by method and route template.",
             ["method", "route"],
-            registry=reg,
         )
-        self.backend_errors = Counter(
+        self.backend_errors = self._metric(
+            Counter,
             "tesp_backend_errors",
             "Failed backend (Pulsar) calls, by backend, operation and kind of error.",
             ["backend", "operation", "kind"],
-            registry=reg,
         )
-        self.staging_bytes = Counter(
+        self.staging_bytes = self._metric(
+            Counter,
             "tesp_staging_bytes",
             "Bytes the workers downloaded for inputs and uploaded for outputs, by protocol.",
             ["direction", "protocol"],
-            registry=reg,
         )
-        self.task_duration = Histogram(
+        self.task_duration = self._metric(
+            Histogram,
             "tesp_task_duration_seconds",
             "Time from a task's creation to its end, by final state.",
             ["state"],
             buckets=TASK_BUCKETS,
-            registry=reg,
         )
-        self.tasks_finished = Counter(
+        self.tasks_finished = self._metric(
+            Counter,
             "tesp_tasks_finished",
             "Tasks that reached a final state, by state.",
             ["state"],
-            registry=reg,
         )
-        reg.register(_TaskStateCollector(count_by_state))
+        self.registry.register(_TaskStateCollector(count_by_state))
+
+    def _metric(
+        self, kind: type[_Kind], name: str, doc: str, labels: Sequence[str], **options: Any
+    ) -> _Kind:
+        """A ``kind`` metric (with ``options`` such as buckets) on this server's registry."""
+        return kind(name, doc, labels, registry=self.registry, **options)
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
         """Count one answered HTTP request (``route`` is a template, never a raw path)."""

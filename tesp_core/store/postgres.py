@@ -1,7 +1,7 @@
 """PostgreSQL task store: one database shared by several TESP replicas.
 
-The same tasks, filters and keyset paging as the SQLite store (the page tokens are the
-same format: a task's sequence number), plus what several processes need: every in-flight
+The same tasks, filters and keyset paging as the SQLite store (:mod:`tesp_core.store.paging`:
+the page tokens are the same), plus what several processes need: every in-flight
 task names the replica that holds it (``lease_owner``), and ``tesp_replicas`` keeps each
 replica's lease. A replica that stops renewing is presumed dead once its lease ends, and
 :meth:`PostgresTaskStore.claim_orphans` hands its tasks to live replicas, each task to
@@ -31,8 +31,8 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from tesp_core.errors import InvalidSettingError, StoreUnavailableError
 from tesp_core.models import State, Task
 from tesp_core.store.base import IN_FLIGHT, Lease, ListQuery, Renewal, StoredTask
+from tesp_core.store.paging import Clause, FilterSQL, PagedStore, page_documents, page_select
 from tesp_core.store.pg_connect import probe
-from tesp_core.store.sqlite import decode_page_token, encode_page_token
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +71,7 @@ _SCHEMA = [
 ]
 
 
-class PostgresTaskStore:
+class PostgresTaskStore(PagedStore):
     """A :class:`~tesp_core.store.base.TaskStore` in PostgreSQL, shared by replicas."""
 
     def __init__(self, url: str, *, pool_size: int = 10, timeout: float = 3.0) -> None:
@@ -158,31 +158,12 @@ class PostgresTaskStore:
                 "UPDATE tesp_tasks SET backend = %s WHERE id = %s", (json.dumps(backend), task_id)
             )
 
-    def list_page(self, query: ListQuery) -> tuple[list[Task], str | None]:
-        """One page, newest first."""
-        docs, token = self.list_documents(query)
-        if query.minimal:
-            return [
-                Task.model_construct(id=d["id"], state=State(d["state"]), executors=[])
-                for d in docs
-            ], token
-        return [Task.model_validate(d) for d in docs], token
-
     def list_documents(self, query: ListQuery) -> tuple[list[dict[str, Any]], str | None]:
         """:meth:`list_page` as JSON documents: ``{"id", "state"}`` only with ``minimal``."""
-        where, params = _where(query)
-        columns = "seq, id, state" if query.minimal else "seq, body"
-        sql = f"SELECT {columns} FROM tesp_tasks {where} ORDER BY seq DESC LIMIT %s"  # noqa: S608
+        sql, params = page_select("tesp_tasks", query, _FILTERS)
         with self._tx() as conn:
-            rows = conn.execute(sql, [*params, query.page_size + 1]).fetchall()
-        more = len(rows) > query.page_size
-        rows = rows[: query.page_size]
-        if query.minimal:
-            docs = [{"id": r[1], "state": r[2]} for r in rows]
-        else:
-            docs = [json.loads(r[1]) for r in rows]
-        token = encode_page_token(rows[-1][0]) if more and rows else None
-        return docs, token
+            rows = conn.execute(sql, params).fetchall()
+        return page_documents(rows, query)
 
     def in_states(self, states: Sequence[State]) -> list[StoredTask]:
         """Every task in one of ``states``, oldest first."""
@@ -325,27 +306,15 @@ def _stored(row: Sequence[Any]) -> StoredTask:
     return StoredTask(Task.model_validate_json(body), _uncol(owner), json.loads(backend))
 
 
-def _where(query: ListQuery) -> tuple[str, list[Any]]:
-    clauses: list[str] = []
-    params: list[Any] = []
-    if query.state is not None:
-        clauses.append("state = %s")
-        params.append(query.state.value)
-    if query.owner is not None:
-        clauses.append("owner = %s")
-        params.append(_col(query.owner))
-    if query.name_prefix:
-        # A literal prefix: starts_with has no metacharacters (unlike LIKE).
-        clauses.append("starts_with(name, %s)")
-        params.append(_col(query.name_prefix))
-    for key, value in query.tags:
-        if value:
-            clauses.append("tags @> %s")
-            params.append(Jsonb({_col(key): _col(value)}))
-        else:
-            clauses.append("tags ? %s")
-            params.append(_col(key))
-    if query.page_token:
-        clauses.append("seq < %s")
-        params.append(decode_page_token(query.page_token))
-    return ("WHERE " + " AND ".join(clauses)) if clauses else "", params
+def _name_prefix(prefix: str) -> Clause:
+    # A literal prefix: starts_with has no metacharacters (unlike LIKE).
+    return "starts_with(name, %s)", [_col(prefix)]
+
+
+def _tag(key: str, value: str) -> Clause:
+    if value:
+        return "tags @> %s", [Jsonb({_col(key): _col(value)})]
+    return "tags ? %s", [_col(key)]
+
+
+_FILTERS = FilterSQL(mark="%s", name_prefix=_name_prefix, tag=_tag, text=_col)

@@ -1,14 +1,11 @@
 """SQLite task store: one file under the data directory, indexed for listing and paging.
 
-Tasks are kept as their JSON document plus the columns that listing filters on. Paging uses
-keyset pagination on an ever-growing sequence number, so a deep page costs the same as the
-first one and every task appears exactly once across pages even while tasks are created.
+Tasks are kept as their JSON document plus the columns that listing filters on; paging
+and the filters' meaning are shared with the other stores (:mod:`tesp_core.store.paging`).
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import sqlite3
 import threading
@@ -16,9 +13,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from tesp_core.errors import InvalidTaskError, StoreUnavailableError
+from tesp_core.errors import StoreUnavailableError
 from tesp_core.models import State, Task
 from tesp_core.store.base import IN_FLIGHT, Lease, ListQuery, Renewal, StoredTask
+from tesp_core.store.paging import Clause, FilterSQL, PagedStore, page_documents, page_select
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS tasks (
@@ -47,26 +45,6 @@ _HELD = f"lease_owner = ? AND state IN ({_IN_FLIGHT_SQL})"
 _NOT_HELD = f"(lease_owner IS NULL OR lease_owner <> ?) AND state IN ({_IN_FLIGHT_SQL})"
 
 
-def encode_page_token(seq: int) -> str:
-    """An opaque token for 'tasks older than ``seq``'."""
-    return base64.urlsafe_b64encode(f"s{seq}".encode()).decode().rstrip("=")
-
-
-def decode_page_token(token: str) -> int:
-    """The sequence number inside a page token; InvalidTaskError if it is not one of ours."""
-    try:
-        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode("ascii")
-        digits = raw[1:]
-        if not raw.startswith("s") or not digits.isascii() or not digits.isdigit():
-            raise ValueError(raw)
-        seq = int(digits)
-        if not 1 <= seq < 2**63:
-            raise ValueError(raw)
-        return seq
-    except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
-        raise InvalidTaskError("page_token", "not a page token issued by this server") from exc
-
-
 class _Guard:
     """The store's lock: serialises calls, and turns "database is locked" (another process
     holds the file past sqlite's busy timeout) into StoreUnavailableError (HTTP 503)."""
@@ -85,7 +63,7 @@ class _Guard:
             raise StoreUnavailableError("sqlite: database is locked") from exc
 
 
-class SQLiteTaskStore:
+class SQLiteTaskStore(PagedStore):
     """The default :class:`~tesp_core.store.base.TaskStore`, safe across threads."""
 
     def __init__(self, path: Path) -> None:
@@ -156,31 +134,12 @@ class SQLiteTaskStore:
                 "UPDATE tasks SET backend = ? WHERE id = ?", (json.dumps(backend), task_id)
             )
 
-    def list_page(self, query: ListQuery) -> tuple[list[Task], str | None]:
-        """One page, newest first; see :meth:`TaskStore.list`."""
-        docs, token = self.list_documents(query)
-        if query.minimal:
-            return [
-                Task.model_construct(id=d["id"], state=State(d["state"]), executors=[])
-                for d in docs
-            ], token
-        return [Task.model_validate(d) for d in docs], token
-
     def list_documents(self, query: ListQuery) -> tuple[list[dict[str, Any]], str | None]:
         """:meth:`list_page` as JSON documents: ``{"id", "state"}`` only with ``minimal``."""
-        where, params = _where(query)
-        columns = "seq, id, state" if query.minimal else "seq, body"
-        sql = f"SELECT {columns} FROM tasks {where} ORDER BY seq DESC LIMIT ?"  # noqa: S608
+        sql, params = page_select("tasks", query, _FILTERS)
         with self._lock:
-            rows = self._db.execute(sql, [*params, query.page_size + 1]).fetchall()
-        more = len(rows) > query.page_size
-        rows = rows[: query.page_size]
-        if query.minimal:
-            docs = [{"id": r[1], "state": r[2]} for r in rows]
-        else:
-            docs = [json.loads(r[1]) for r in rows]
-        token = encode_page_token(rows[-1][0]) if more and rows else None
-        return docs, token
+            rows = self._db.execute(sql, params).fetchall()
+        return page_documents(rows, query)
 
     def in_states(self, states: Sequence[State]) -> list[StoredTask]:
         """Every task in one of ``states``, oldest first."""
@@ -270,32 +229,20 @@ def _stored(row: tuple[str, str | None, str]) -> StoredTask:
     return StoredTask(Task.model_validate_json(body), owner, json.loads(backend))
 
 
-def _where(query: ListQuery) -> tuple[str, list[Any]]:
-    clauses: list[str] = []
-    params: list[Any] = []
-    if query.state is not None:
-        clauses.append("state = ?")
-        params.append(query.state.value)
-    if query.owner is not None:
-        clauses.append("owner = ?")
-        params.append(query.owner)
-    if query.name_prefix:
-        # A literal prefix: no LIKE/GLOB metacharacters to escape.
-        # Compared as UTF-8 bytes: SQLite's text functions stop at a NUL character.
-        prefix = query.name_prefix.encode()
-        clauses.append("substr(CAST(name AS BLOB), 1, ?) = ?")
-        params += [len(prefix), prefix]
-    for key, value in query.tags:
-        if value:
-            clauses.append(
-                "EXISTS (SELECT 1 FROM tags t"
-                " WHERE t.seq = tasks.seq AND t.key = ? AND t.value = ?)"
-            )
-            params += [key, value]
-        else:
-            clauses.append("EXISTS (SELECT 1 FROM tags t WHERE t.seq = tasks.seq AND t.key = ?)")
-            params.append(key)
-    if query.page_token:
-        clauses.append("seq < ?")
-        params.append(decode_page_token(query.page_token))
-    return ("WHERE " + " AND ".join(clauses)) if clauses else "", params
+def _name_prefix(prefix: str) -> Clause:
+    # A literal prefix: no LIKE/GLOB metacharacters to escape.
+    # Compared as UTF-8 bytes: SQLite's text functions stop at a NUL character.
+    raw = prefix.encode()
+    return "substr(CAST(name AS BLOB), 1, ?) = ?", [len(raw), raw]
+
+
+def _tag(key: str, value: str) -> Clause:
+    if value:
+        return (
+            "EXISTS (SELECT 1 FROM tags t WHERE t.seq = tasks.seq AND t.key = ? AND t.value = ?)",
+            [key, value],
+        )
+    return "EXISTS (SELECT 1 FROM tags t WHERE t.seq = tasks.seq AND t.key = ?)", [key]
+
+
+_FILTERS = FilterSQL(mark="?", name_prefix=_name_prefix, tag=_tag)

@@ -19,8 +19,8 @@ from tesp_core.errors import InvalidSettingError, InvalidTaskError
 from tesp_core.models import State, Task
 from tesp_core.store import ListQuery, SQLiteTaskStore, StoredTask, TaskStore
 from tesp_core.store.base import Lease
+from tesp_core.store.paging import encode_page_token
 from tesp_core.store.postgres import PostgresTaskStore
-from tesp_core.store.sqlite import encode_page_token
 from tests.pg import Postgres
 
 Opener = Callable[[], TaskStore]
