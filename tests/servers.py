@@ -1,23 +1,31 @@
-"""Real servers on 127.0.0.1 for storage tests: HTTP, FTP and S3 (moto).
+"""Real servers on 127.0.0.1 for tests: HTTP, FTP, S3 (moto), Pulsar and an OIDC issuer.
 
 Each ``start_*`` context manager starts one server and stops it on exit; nothing is mocked.
 The fixtures in ``tests/conftest.py`` and ``tests/integration/storage/conftest.py`` are thin
 wrappers, so a module may also start its own (e.g. module-scoped, to configure ``tesp serve``
-with the server's address).
+with the server's address). :class:`PulsarServer` and :class:`OidcIssuer` are started and
+stopped by hand instead, because tests stop, kill and restart them mid-test.
 """
 
 from __future__ import annotations
 
 import base64
+import json
 import logging
+import os
+import subprocess
+import sys
 import threading
+import time
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+
+import requests
 
 # -- HTTP ------------------------------------------------------------------------------
 
@@ -238,3 +246,176 @@ def start_moto() -> Iterator[str]:
         yield f"http://{host}:{port}"
     finally:
         server.stop()
+
+
+# -- Pulsar ----------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    from tests.conftest import free_port  # here, not at the top: tests.conftest imports us
+
+    return free_port()
+
+
+def _queued_python() -> dict[str, Any]:
+    return {"type": "queued_python", "num_concurrent_jobs": 4}
+
+
+@dataclass
+class PulsarServer:
+    """A real Pulsar server (``python -m tesp_core.backends.pulsar_server``, Pulsar's WSGI
+    app) on a fixed loopback port, with ``manager`` as its ``_default_`` job manager.
+
+    Its staging and persistence directories, ``app.yml`` and ``pulsar.log`` live in
+    ``root``. ``token`` is Pulsar's ``private_token``; ``env`` reaches Pulsar and, through
+    it, a cluster manager's client commands (``SLURM_CONF``). The port stays the same over
+    a stop and a start, so a TESP configured with :attr:`url` finds it again.
+    """
+
+    root: Path
+    manager: dict[str, Any] = field(default_factory=_queued_python)
+    token: str | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    port: int = field(default_factory=_free_port)
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        """Base URL of Pulsar's API."""
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def app_conf(self) -> dict[str, Any]:
+        """The app.yml (JSON is YAML) this Pulsar runs with."""
+        conf: dict[str, Any] = {
+            "staging_directory": str(self.root / "staging"),
+            "persistence_directory": str(self.root / "persisted"),
+            "managers": {"_default_": self.manager},
+        }
+        if self.token:
+            conf["private_token"] = self.token
+        return conf
+
+    @property
+    def jobs(self) -> int:
+        """Job directories on this Pulsar right now (TESP deletes each when it ends)."""
+        staging = self.root / "staging"
+        return len(list(staging.iterdir())) if staging.exists() else 0
+
+    def start(self, timeout: float = 30) -> PulsarServer:
+        """Start Pulsar (again) and wait until it answers ``/healthz``."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        (self.root / "app.yml").write_text(json.dumps(self.app_conf, indent=2))
+        command = [sys.executable, "-m", "tesp_core.backends.pulsar_server"]
+        command += ["--app-conf", str(self.root / "app.yml"), "--port", str(self.port)]
+        with open(self.root / "pulsar.log", "ab") as log:
+            self.proc = subprocess.Popen(
+                command,
+                stdout=subprocess.DEVNULL,
+                stderr=log,
+                cwd=self.root,
+                env={**os.environ, **self.env},
+            )
+        params = {"private_token": self.token} if self.token else None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"Pulsar exited: {self.log_text()}")
+            try:
+                if requests.get(f"{self.url}/healthz", params=params, timeout=1).ok:
+                    return self
+            except requests.RequestException:
+                time.sleep(0.1)
+        raise RuntimeError(f"Pulsar did not start: {self.log_text()}")
+
+    def stop(self) -> None:
+        """Terminate Pulsar (its queued_python jobs die with it); a no-op when stopped."""
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(15)
+            self.proc = None
+
+    def kill(self) -> None:
+        """SIGKILL Pulsar, as a node crash would: it gets no chance to clean up."""
+        assert self.proc is not None, "Pulsar is not running"
+        self.proc.kill()
+        self.proc.wait(10)
+        self.proc = None
+
+    def log_text(self) -> str:
+        """The end of Pulsar's log, for failure messages."""
+        return self.log_text_full()[-4000:]
+
+    def log_text_full(self) -> str:
+        """Pulsar's whole log (its stderr) so far."""
+        path = self.root / "pulsar.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+
+# -- OIDC ------------------------------------------------------------------------------
+
+
+class OidcIssuer:
+    """A minimal OIDC issuer on loopback (discovery document and JWKS) that signs RS256
+    tokens with its own key. It serves from construction until :meth:`stop`.
+    """
+
+    def __init__(self) -> None:
+        import jwt
+        from cryptography.hazmat.primitives.asymmetric import rsa
+
+        self.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(self.key.public_key()))
+        jwk.update({"kid": "k1", "use": "sig", "alg": "RS256"})
+        issuer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                body: dict[str, Any]
+                if self.path == "/.well-known/openid-configuration":
+                    body = {"issuer": issuer.url, "jwks_uri": f"{issuer.url}/jwks"}
+                elif self.path == "/jwks":
+                    body = {"keys": [jwk]}
+                else:
+                    self.send_error(404)
+                    return
+                data = json.dumps(body).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def token(
+        self,
+        sub: str,
+        *,
+        aud: str = "tesp",
+        exp: float | None = None,
+        roles: list[str] | None = None,
+        iss: str | None = None,
+    ) -> str:
+        """A signed token for ``sub``: valid for 5 minutes, issued by this issuer, unless
+        the arguments say otherwise."""
+        import jwt
+
+        claims = {
+            "sub": sub,
+            "aud": aud,
+            "iss": iss or self.url,
+            "exp": int(exp if exp is not None else time.time() + 300),
+            "roles": roles or [],
+        }
+        return jwt.encode(claims, self.key, algorithm="RS256", headers={"kid": "k1"})
+
+    def stop(self) -> None:
+        """Stop serving and close the listening socket."""
+        self.server.shutdown()
+        self.server.server_close()

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -14,10 +12,10 @@ import jwt
 import pytest
 import requests
 import tes
-from cryptography.hazmat.primitives.asymmetric import rsa
 
 from tesp_core.server.auth import hash_password
 from tests.conftest import TespProcess
+from tests.servers import OidcIssuer
 
 TASK = {"executors": [{"image": "alpine", "command": ["true"]}]}
 
@@ -79,62 +77,11 @@ def test_basic_users_see_only_their_tasks(basic_server: TespProcess) -> None:
     assert root_view.status_code == 200
 
 
-class _Issuer:
-    """A minimal OIDC issuer on loopback: discovery document and JWKS."""
-
-    def __init__(self) -> None:
-        self.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(self.key.public_key()))
-        jwk.update({"kid": "k1", "use": "sig", "alg": "RS256"})
-        issuer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                if self.path == "/.well-known/openid-configuration":
-                    body = {"issuer": issuer.url, "jwks_uri": f"{issuer.url}/jwks"}
-                elif self.path == "/jwks":
-                    body = {"keys": [jwk]}
-                else:
-                    self.send_error(404)
-                    return
-                data = json.dumps(body).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def token(
-        self,
-        sub: str,
-        *,
-        aud: str = "tesp",
-        exp: float | None = None,
-        roles: list[str] | None = None,
-        iss: str | None = None,
-    ) -> str:
-        claims = {
-            "sub": sub,
-            "aud": aud,
-            "iss": iss or self.url,
-            "exp": int(exp if exp is not None else time.time() + 300),
-            "roles": roles or [],
-        }
-        return jwt.encode(claims, self.key, algorithm="RS256", headers={"kid": "k1"})
-
-
 @pytest.fixture(scope="module")
 def oidc(
     tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[tuple[TespProcess, _Issuer, _Issuer]]:
-    trusted, untrusted = _Issuer(), _Issuer()
+) -> Iterator[tuple[TespProcess, OidcIssuer, OidcIssuer]]:
+    trusted, untrusted = OidcIssuer(), OidcIssuer()
     base: Path = tmp_path_factory.mktemp("oidc")
     env = {
         "TESP_AUTH_MODE": "oidc",
@@ -145,16 +92,15 @@ def oidc(
     server = TespProcess(data_dir=base / "data", storage=base / "st", env=env).start()
     yield server, trusted, untrusted
     server.stop()
-    for issuer in (trusted, untrusted):
-        issuer.server.shutdown()
-        issuer.server.server_close()
+    trusted.stop()
+    untrusted.stop()
 
 
 def _bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
-def test_oidc_rejects_bad_tokens(oidc: tuple[TespProcess, _Issuer, _Issuer]) -> None:
+def test_oidc_rejects_bad_tokens(oidc: tuple[TespProcess, OidcIssuer, OidcIssuer]) -> None:
     server, trusted, untrusted = oidc
     api = server.api
     cases = {
@@ -181,7 +127,7 @@ def test_oidc_rejects_bad_tokens(oidc: tuple[TespProcess, _Issuer, _Issuer]) -> 
     assert expired["msg"] == "token expired"
 
 
-def test_oidc_users_and_admin(oidc: tuple[TespProcess, _Issuer, _Issuer]) -> None:
+def test_oidc_users_and_admin(oidc: tuple[TespProcess, OidcIssuer, OidcIssuer]) -> None:
     server, trusted, _ = oidc
     api = server.api
     alice = tes.HTTPClient(server.url, token=trusted.token("alice"))

@@ -19,7 +19,7 @@ import pytest
 
 from tesp_core.server.auth import hash_password
 from tests.conftest import TespProcess, free_port
-from tests.integration.test_auth import _Issuer
+from tests.servers import OidcIssuer as _Issuer
 
 TESP = str(Path(sys.executable).parent / "tesp")
 

@@ -21,7 +21,7 @@ import requests
 from tesp_core.server.auth import hash_password
 from tesp_core.server.dashboard import CONTENT_SECURITY_POLICY, STATIC_DIR
 from tests.conftest import TERMINAL, TespProcess, wait_for_state
-from tests.integration.test_auth import _Issuer
+from tests.servers import OidcIssuer as _Issuer
 
 try:
     from playwright.sync_api import Browser, Page, expect, sync_playwright

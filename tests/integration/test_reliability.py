@@ -7,7 +7,6 @@ import json
 import os
 import signal
 import socket
-import subprocess
 import sys
 import threading
 import time
@@ -18,6 +17,7 @@ import pytest
 import requests
 
 from tests.conftest import TERMINAL, TespProcess, free_port, wait_for_state
+from tests.servers import PulsarServer
 
 
 def _sleeper(marker: Path, seconds: float) -> dict:
@@ -76,63 +76,8 @@ def test_kill_9_server_every_task_completes_exactly_once(tmp_path: Path) -> None
     assert not (tmp_path / "data" / "pulsar" / "embedded.json").exists()
 
 
-class _Pulsar:
-    """A real Pulsar server (Pulsar's WSGI app) on a fixed loopback port."""
-
-    def __init__(self, root: Path, port: int, token: str | None = None) -> None:
-        self.root, self.port = root, port
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.token = token
-        root.mkdir(parents=True, exist_ok=True)
-        conf = {
-            "staging_directory": str(root / "staging"),
-            "persistence_directory": str(root / "persisted"),
-            "managers": {"_default_": {"type": "queued_python", "num_concurrent_jobs": 4}},
-        }
-        if token:
-            conf["private_token"] = token
-        (root / "app.yml").write_text(json.dumps(conf))
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        log = open(self.root / "pulsar.log", "ab")  # noqa: SIM115
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "tesp_core.backends.pulsar_server",
-                "--app-conf",
-                str(self.root / "app.yml"),
-                "--port",
-                str(self.port),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=log,
-            cwd=self.root,
-        )
-        log.close()
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                params = {"private_token": self.token} if self.token else None
-                if requests.get(f"{self.url}/healthz", params=params, timeout=1).ok:
-                    return
-            except requests.RequestException:
-                time.sleep(0.1)
-        raise RuntimeError("Pulsar did not start")
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
-            self.proc.wait(10)
-            self.proc = None
-
-
 def test_pulsar_down_then_back_and_deadline(tmp_path: Path) -> None:
-    pulsar = _Pulsar(tmp_path / "pulsar", free_port())
+    pulsar = PulsarServer(tmp_path / "pulsar")
     server = TespProcess(
         data_dir=tmp_path / "data",
         storage=tmp_path / "storage",
@@ -175,7 +120,7 @@ def _job_processes(marker: str) -> list[psutil.Process]:
 
 def test_restarted_pulsar_under_a_running_job_is_detected(tmp_path: Path) -> None:
     """A node restart: Pulsar and the job die, the new Pulsar says 'running' forever."""
-    pulsar = _Pulsar(tmp_path / "pulsar", free_port())
+    pulsar = PulsarServer(tmp_path / "pulsar")
     pulsar.start()
     server = TespProcess(
         data_dir=tmp_path / "data",
@@ -192,9 +137,7 @@ def test_restarted_pulsar_under_a_running_job_is_detected(tmp_path: Path) -> Non
             timeout=10,
         ).json()["id"]
         wait_for_state(api, task_id, {"RUNNING"}, timeout=60)
-        assert pulsar.proc is not None
-        pulsar.proc.kill()
-        pulsar.proc.wait(10)
+        pulsar.kill()
         for proc in _job_processes(marker):
             for parent in proc.parents():
                 if "tesp-worker.pyz" in " ".join(parent.cmdline()):
@@ -212,7 +155,7 @@ def test_restarted_pulsar_under_a_running_job_is_detected(tmp_path: Path) -> Non
 def test_a_job_set_up_but_never_launched_is_submitted_after_a_restart(tmp_path: Path) -> None:
     """A server killed between Pulsar's setup and launch: the job sits in 'preprocessing'
     for ever; the next server must launch the task, not attach to the dead job."""
-    pulsar = _Pulsar(tmp_path / "pulsar", free_port())
+    pulsar = PulsarServer(tmp_path / "pulsar")
     pulsar.start()
     marker = tmp_path / "storage" / "runs"
     common = {
@@ -248,7 +191,7 @@ def test_a_job_set_up_but_never_launched_is_submitted_after_a_restart(tmp_path: 
 
 
 def test_a_wrong_pulsar_token_makes_tasks_wait_not_fail(tmp_path: Path) -> None:
-    pulsar = _Pulsar(tmp_path / "pulsar", free_port(), token="the-right-token")
+    pulsar = PulsarServer(tmp_path / "pulsar", token="the-right-token")
     pulsar.start()
     server = TespProcess(
         data_dir=tmp_path / "data",
@@ -333,7 +276,7 @@ class _Gate:
 def test_a_cancel_while_pulsar_is_unreachable_is_sent_when_it_answers(
     tmp_path: Path, sleep: int, ran: bool
 ) -> None:
-    pulsar = _Pulsar(tmp_path / "pulsar", free_port())
+    pulsar = PulsarServer(tmp_path / "pulsar")
     pulsar.start()
     gate = _Gate(pulsar.port)
     gate.open()

@@ -8,8 +8,6 @@ directory, which lies in the job directory of the Pulsar that ran it.
 
 from __future__ import annotations
 
-import json
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -20,76 +18,15 @@ from typing import Any
 import pytest
 import requests
 
-from tests.conftest import TERMINAL, TespProcess, free_port, wait_for_state
-
-
-class _Pulsar:
-    """A real Pulsar server (Pulsar's WSGI app) on a fixed loopback port."""
-
-    def __init__(self, root: Path, port: int, jobs: int) -> None:
-        self.root, self.port = root, port
-        self.proc: subprocess.Popen[bytes] | None = None
-        root.mkdir(parents=True, exist_ok=True)
-        (root / "app.yml").write_text(
-            json.dumps(
-                {
-                    "staging_directory": str(root / "staging"),
-                    "persistence_directory": str(root / "persisted"),
-                    "managers": {
-                        "_default_": {"type": "queued_python", "num_concurrent_jobs": jobs}
-                    },
-                }
-            )
-        )
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def jobs(self) -> int:
-        """Job directories on this Pulsar right now (TESP deletes each when it ends)."""
-        staging = self.root / "staging"
-        return len(list(staging.iterdir())) if staging.exists() else 0
-
-    def start(self) -> None:
-        log = open(self.root / "pulsar.log", "ab")  # noqa: SIM115
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "tesp_core.backends.pulsar_server",
-                "--app-conf",
-                str(self.root / "app.yml"),
-                "--port",
-                str(self.port),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=log,
-            cwd=self.root,
-        )
-        log.close()
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if requests.get(f"{self.url}/healthz", timeout=1).ok:
-                    return
-            except requests.RequestException:
-                time.sleep(0.1)
-        raise RuntimeError("Pulsar did not start")
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
-            self.proc.wait(10)
-            self.proc = None
+from tests.conftest import TERMINAL, TespProcess, wait_for_state
+from tests.servers import PulsarServer
 
 
 @dataclass
 class _Site:
     server: TespProcess
-    a: _Pulsar
-    b: _Pulsar
+    a: PulsarServer
+    b: PulsarServer
     config: Path
 
     @property
@@ -130,8 +67,8 @@ worker_python = "{python}"
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[_Site]:
     base = tmp_path_factory.mktemp("routing")
-    a = _Pulsar(base / "pulsar-a", free_port(), jobs=4)
-    b = _Pulsar(base / "pulsar-b", free_port(), jobs=4)
+    a = PulsarServer(base / "pulsar-a")
+    b = PulsarServer(base / "pulsar-b")
     a.start()
     b.start()
     config = base / "tesp.toml"
