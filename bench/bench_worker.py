@@ -1,6 +1,7 @@
 """CPU cost of the TESP worker for a trivial task, as ratios against baselines in the same run.
 
-Every TES task starts ``python3 -S tesp-worker.pyz SPEC JOB_DIR``; for a ``true`` task that
+Every TES task starts the worker (``worker_command``: ``python3 -S -c BOOT tesp-worker.pyz
+SPEC JOB_DIR``; ``--as-zipapp``: ``python3 -S tesp-worker.pyz ...``); for a ``true`` task that
 start-up is the work (issue 8). For each runtime (``none``, and ``bwrap`` when installed)
 this runs the worker ``--runs`` times on the spec the service writes for a ``true``
 executor and reports its CPU time per run (user + sys from ``RUSAGE_CHILDREN``: the worker
@@ -15,6 +16,7 @@ tests/unit/test_worker_imports.py guards the imports that made it 250M).
 
     python bench/bench_worker.py [--runs 50] [--runtimes none,bwrap] [--callgrind]
                                  [--pyz OTHER.pyz]   # e.g. an archive from an older commit
+                                 [--as-zipapp]
 """
 
 from __future__ import annotations
@@ -35,6 +37,9 @@ sys.path.insert(0, str(REPO))
 from tesp_core.models import Task  # noqa: E402
 from tesp_core.translate import WorkerOptions, worker_spec  # noqa: E402
 from tesp_core.worker import build_zipapp  # noqa: E402
+from tesp_core.worker.package import worker_command  # noqa: E402
+
+AS_ZIPAPP = "--as-zipapp" in sys.argv  # how sessions before this one ran it
 
 _I_REFS = re.compile(r"I\s+refs:\s+([\d,]+)")
 
@@ -69,7 +74,9 @@ def instructions(argv: list[str]) -> int:
 def worker_argvs(pyz: Path, spec: Path, work: Path, runs: int) -> list[list[str]]:
     """``runs`` worker command lines, each with a job directory of its own."""
     jobs = [Path(tempfile.mkdtemp(prefix="job-", dir=work)) for _ in range(runs)]
-    return [[sys.executable, "-S", str(pyz), str(spec), str(job)] for job in jobs]
+    if AS_ZIPAPP:
+        return [[sys.executable, "-S", str(pyz), str(spec), str(job)] for job in jobs]
+    return [worker_command(sys.executable, str(pyz), str(spec), str(job)) for job in jobs]
 
 
 def check_result(argv: list[str]) -> None:
@@ -86,6 +93,9 @@ def main() -> None:
     parser.add_argument("--runtimes", default=default_runtimes)
     parser.add_argument("--callgrind", action="store_true", help="count instructions too")
     parser.add_argument("--pyz", type=Path, help="measure this archive instead of building one")
+    parser.add_argument(
+        "--as-zipapp", action="store_true", help="run `python -S ARCHIVE` (through runpy)"
+    )
     args = parser.parse_args()
     if args.callgrind and shutil.which("valgrind") is None:
         parser.error("--callgrind needs valgrind on PATH")

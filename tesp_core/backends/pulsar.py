@@ -29,6 +29,7 @@ from tesp_core.errors import (
 )
 from tesp_core.models import Task
 from tesp_core.storage.redact import redact_text
+from tesp_core.worker.package import worker_command
 
 log = logging.getLogger(__name__)
 
@@ -117,9 +118,7 @@ class PulsarBackend:
             _write_private(local_tools / SPEC_FILE, spec_bytes)
         else:
             self._upload(job_id, SPEC_FILE, spec_bytes)
-        # -S: the worker is stdlib only, and site's .pth processing is most of a venv
-        # interpreter's start-up (38 -> 12 ms here); the S3 driver runs site when it needs boto3.
-        argv = [self._python, "-S", worker_path, f"{tools_dir}/{SPEC_FILE}", working_dir]
+        argv = worker_command(self._python, worker_path, f"{tools_dir}/{SPEC_FILE}", working_dir)
         command = shlex.join(argv)
         self._call("POST", f"/jobs/{job_id}/submit", params=_submit_query(command, task))
         log.debug("task %s: submitted to Pulsar %s", job_id, self.url)

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import re
-
 REDACTED = "***"
 
 # Query parameters that carry credentials in presigned or token URLs. The patterns are
-# strings, compiled (and cached by re) on first use: the worker imports this module for
-# every task and compiling them cost it ~4M instructions it mostly does not need.
+# strings, compiled (and cached by re) on first use, and re itself is imported then: the
+# worker imports this module for every task, and importing re and compiling them cost it
+# ~10M instructions it mostly does not need.
 _CREDENTIAL_QUERY_KEYS = (
     r"(?i)^(x-amz-signature|x-amz-credential|x-amz-security-token|signature|sig|token|"
     r"access_token|private_token|password|passwd|secret|key|api_key|apikey|awsaccesskeyid)$"
@@ -40,6 +39,8 @@ def redact_url(url: str) -> str:
         netloc = f"{user}:{REDACTED}@{hostport}" if user else f"{REDACTED}@{hostport}"
     query = parts.query
     if query:
+        import re
+
         pairs = []
         for pair in query.split("&"):
             key, sep, _value = pair.partition("=")
@@ -53,5 +54,7 @@ def redact_url(url: str) -> str:
 def redact_text(text: str) -> str:
     """Redact every URL that appears in free text (exception messages, log lines), and
     credential query parameters of URLs written without their scheme (request lines)."""
+    import re
+
     text = re.sub(_URL_IN_TEXT, lambda m: redact_url(m.group(0)), text)
     return re.sub(_QUERY_CREDENTIAL_IN_TEXT, rf"\1{REDACTED}", text)

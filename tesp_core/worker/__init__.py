@@ -11,8 +11,6 @@ hashlib...) here would be paid by every task (38 ms of a 160 ms ``true`` task, m
 
 from __future__ import annotations
 
-from importlib import import_module
-
 # Not typing.TYPE_CHECKING: the worker does not import typing at all (see spec.py).
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -34,4 +32,6 @@ def __getattr__(name: str) -> object:
     module = _WHERE.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(import_module(f"{__name__}.{module}"), name)
+    # __import__, not importlib.import_module: importing importlib (and warnings) here
+    # would be paid by every task too.
+    return getattr(__import__(f"{__name__}.{module}", fromlist=[name]), name)

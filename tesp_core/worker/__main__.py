@@ -6,15 +6,13 @@ The exit status is 0 whenever ``result.json`` was written, whatever the task's o
 
 from __future__ import annotations
 
-import contextlib
-import json
+import _thread
 import os
 import posixpath
-import signal
 import sys
-import threading
 
 from tesp_core.storage import redact_text
+from tesp_core.worker import jsonlite
 from tesp_core.worker.executors import CANCEL, Canceled, ExecutorRunner, ExecutorSetupError, now
 from tesp_core.worker.logshim import get_logger
 from tesp_core.worker.runtimes import RealFS, plan_binds, static_dir
@@ -22,14 +20,18 @@ from tesp_core.worker.spec import TYPE_CHECKING, SpecError, parse_spec
 from tesp_core.worker.staging import Layout, StagingError, stage_inputs, stage_outputs
 
 # Every task pays for the worker's imports (issue 8): no typing, dataclasses or pathlib at
-# run time, paths are strings, logging only once something is transferred (logshim.py);
+# run time, paths are strings, logging only once something is transferred (logshim.py),
+# no json/re, subprocess, threading, signal or contextlib (jsonlite.py, executors.py);
 # tests/unit/test_worker_imports.py keeps it that way.
 if TYPE_CHECKING:
+    import signal as _signal
     from collections.abc import Sequence
     from typing import Any
 
     from tesp_core.worker.runtimes import Bind
     from tesp_core.worker.spec import WorkerSpec
+else:
+    import _signal
 
 log = get_logger("tesp_core.worker")
 
@@ -43,9 +45,9 @@ HEARTBEAT_SECONDS = 10.0
 def write_json_atomic(path: str, data: dict[str, Any], *, durable: bool = True) -> None:
     """Write ``data`` so that a reader sees either the old file or the whole new one."""
     head, name = os.path.split(path)
-    tmp = os.path.join(head, f".{name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    tmp = os.path.join(head, f".{name}.{os.getpid()}.{_thread.get_ident()}.tmp")
     with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(data, fh, indent=1)
+        fh.write(jsonlite.dumps(data, indent=1))
         if durable:
             fh.flush()
             os.fsync(fh.fileno())
@@ -65,7 +67,7 @@ class TaskRun:
         self.system_logs: list[str] = []
         self.runner: ExecutorRunner | None = None
         self._phase: dict[str, Any] = {}
-        self._lock = threading.Lock()
+        self._lock = _thread.allocate_lock()
 
     def progress(self, state: str, **extra: Any) -> None:
         """Record the phase in ``progress.json`` (with a heartbeat time)."""
@@ -73,14 +75,17 @@ class TaskRun:
             self._phase = {"state": state, **extra}
             self._write_progress()
 
-    def heartbeat(self, stop: threading.Event) -> None:
-        """Rewrite progress.json every HEARTBEAT_SECONDS until ``stop`` is set."""
-        while not stop.wait(HEARTBEAT_SECONDS):
+    def heartbeat(self, stop: _thread.LockType) -> None:
+        """Rewrite progress.json every HEARTBEAT_SECONDS until ``stop`` is released (a
+        held lock is the stop event: the threading module is not imported)."""
+        while not stop.acquire(timeout=HEARTBEAT_SECONDS):
             with self._lock:
                 # A failed beat is retried by the next one; the task itself is unaffected.
-                if self._phase:
-                    with contextlib.suppress(OSError):
+                try:
+                    if self._phase:
                         self._write_progress()
+                except OSError:
+                    pass
 
     def _write_progress(self) -> None:
         # No fsync: readers need atomicity, not durability, and this is on the hot path.
@@ -116,7 +121,7 @@ def load_spec(path: str) -> WorkerSpec:
     """Read and parse the spec file; every failure is a :class:`SpecError`."""
     try:
         with open(path, encoding="utf-8") as fh:
-            raw = json.loads(fh.read())
+            raw = jsonlite.loads(fh.read())
     except OSError as exc:
         raise SpecError(f"cannot read the spec: {exc.strerror}") from exc
     except ValueError as exc:
@@ -217,11 +222,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(USAGE, file=sys.stderr)
         return 2
     # Log lines go to stderr as "%(asctime)s %(levelname)s %(message)s" (logshim.FORMAT).
-    spec_path, job_dir = args
+    # Absolute: the worker changes directory while it starts an executor (executors.py).
+    spec_path, job_dir = (os.path.abspath(arg) for arg in args)
     run = TaskRun(job_dir=job_dir)
-    signal.signal(signal.SIGTERM, CANCEL.handler)
-    beating = threading.Event()
-    threading.Thread(target=run.heartbeat, args=(beating,), daemon=True).start()
+    _signal.signal(_signal.SIGTERM, CANCEL.handler)
+    beating = _thread.allocate_lock()
+    beating.acquire()
+    _thread.start_new_thread(run.heartbeat, (beating,))
     try:
         os.makedirs(job_dir, exist_ok=True)
         run_task(spec_path, run)
@@ -230,8 +237,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # the last line of defence: a bug must still give a result
         log.exception("worker failed")
         run.fail("SYSTEM_ERROR", f"worker error: {redact_text(f'{type(exc).__name__}: {exc}')}")
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    beating.set()
+    _signal.signal(_signal.SIGTERM, _signal.SIG_IGN)
+    beating.release()
     try:
         write_json_atomic(os.path.join(job_dir, "result.json"), run.result())
         # DONE tells the service that result.json is final even if the Pulsar that launched

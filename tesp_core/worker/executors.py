@@ -2,24 +2,30 @@
 
 Memory stays constant: stdout and stderr always go to files (the TES path when given, else
 the job directory's ``logs/``), and the tail for the executor log is read back with a seek.
+
+Processes are started with :func:`os.posix_spawn` and signals set with ``_signal``: the
+:mod:`subprocess` and :mod:`signal` modules (with selectors, threading, locale, enum) cost
+every task's worker about a sixth of its start-up (issue 8). What ``Popen`` did for us is
+done here: the command is looked up on the task's own ``PATH``, the child gets its own
+session, only fds 0-2 are inherited, and SIGPIPE/SIGXFSZ are back to their defaults.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
-import re
-import signal
-import subprocess
 import time
 
 from tesp_core.worker.runtimes import Invocation, build_invocation
 from tesp_core.worker.spec import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
-    from types import FrameType
-    from typing import IO, Any
+    import signal as _signal  # the same functions and constants, with type stubs
+else:
+    import _signal
+
+if TYPE_CHECKING:
+    from types import FrameType, TracebackType
+    from typing import Any
 
     from tesp_core.worker.runtimes import Bind, HostFS
     from tesp_core.worker.spec import Executor, WorkerSpec
@@ -64,6 +70,8 @@ def tail(path: str, limit: int) -> str:
 def _bwrap_exec_code(err_path: str) -> int | None:
     """127 or 126 when bwrap could not exec the command (what a shell would return)."""
     lines = [line for line in tail(err_path, 1024).splitlines() if line.strip()]
+    import re
+
     match = re.match(_BWRAP_EXEC_FAILED, lines[-1]) if lines else None
     if match is None:
         return None
@@ -93,25 +101,14 @@ class ExecutorLog:
         }
 
 
-def which(name: str) -> str | None:
-    """``shutil.which(name)`` for a bare command name, as it does it on POSIX.
+def which(name: str, env: dict[str, str] | os._Environ[str] | None = None) -> str | None:
+    """``shutil.which(name)`` for a bare command name, as it does it on POSIX, on the
+    ``PATH`` of ``env`` (default: the worker's own environment).
 
     Written out because importing shutil (with bz2, lzma, fnmatch) cost every bwrap or
     container task's worker ~6M instructions, for this one lookup.
     """
-    path = os.environ.get("PATH")
-    if path is None:
-        try:
-            path = os.confstr("CS_PATH")
-        except (AttributeError, ValueError):
-            path = os.defpath
-    if not path:
-        return None
-    seen: set[str] = set()
-    for directory in path.split(os.pathsep):
-        if directory in seen:
-            continue
-        seen.add(directory)
+    for directory in _search_path(os.environ if env is None else env):
         candidate = os.path.join(directory, name)
         if (
             os.path.exists(candidate)
@@ -122,14 +119,49 @@ def which(name: str) -> str | None:
     return None
 
 
+def _search_path(env: dict[str, str] | os._Environ[str]) -> list[str]:
+    """The directories of ``env``'s PATH (the system default when it has none), each once."""
+    path = env.get("PATH")
+    if path is None:
+        try:
+            path = os.confstr("CS_PATH")
+        except (AttributeError, ValueError):
+            path = os.defpath
+    seen: list[str] = []
+    for directory in (path or "").split(os.pathsep):
+        if directory not in seen:
+            seen.append(directory)
+    return seen
+
+
+def resolve_command(name: str, env: dict[str, str]) -> str:
+    """The file ``execve`` should run for ``argv[0]``, found on ``env``'s PATH as ``Popen``
+    (and ``execvpe``) would: a name with a slash as is; else the first executable match, or
+    the first existing non-executable one (its exec then fails with EACCES, exit 126).
+
+    FileNotFoundError when nothing matches (exit 127)."""
+    if "/" in name:
+        return name
+    found = which(name, env)
+    if found is not None:
+        return found
+    for directory in _search_path(env):
+        candidate = os.path.join(directory or ".", name)
+        if os.path.isfile(candidate):
+            return candidate
+    raise FileNotFoundError(2, "No such file or directory", name)
+
+
 def _exit_code(returncode: int) -> int:
     # A signal death is reported the way a shell does: 128 + signal number.
     return 128 - returncode if returncode < 0 else returncode
 
 
-def _killpg(pid: int, sig: signal.Signals) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
+def _killpg(pid: int, sig: int) -> None:
+    try:  # noqa: SIM105 - contextlib is not imported on the start path
         os.killpg(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass  # the group is gone already
 
 
 class CancelGate:
@@ -144,23 +176,27 @@ class CancelGate:
         self._pending = False
 
     def handler(self, signum: int, frame: FrameType | None) -> None:
-        """Install with ``signal.signal(SIGTERM, gate.handler)``."""
+        """Install with ``_signal.signal(SIGTERM, gate.handler)``."""
         # Repeats are ignored: the first one is already unwinding towards the cleanup.
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        _signal.signal(_signal.SIGTERM, _signal.SIG_IGN)
         if self._depth:
             self._pending = True
             return
         raise Canceled
 
-    @contextlib.contextmanager
-    def deferred(self) -> Iterator[None]:
-        """Hold a cancel back so it cannot fall between spawning and recording a child."""
+    def deferred(self) -> CancelGate:
+        """``with gate.deferred():`` holds a cancel back so it cannot fall between spawning
+        and recording a child (the gate is its own context manager: no contextlib)."""
+        return self
+
+    def __enter__(self) -> None:
         self._depth += 1
-        try:
-            yield
-        finally:
-            self._depth -= 1
-        if not self._depth and self._pending:
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._depth -= 1
+        if not self._depth and self._pending and kind is None:
             raise Canceled
 
 
@@ -184,7 +220,9 @@ class ExecutorRunner:
         self._job_dir = job_dir
         self._binds = binds
         self._fs = fs
-        self._proc: subprocess.Popen[bytes] | None = None
+        # The running executor's pid (its process group), and its status once reaped.
+        self._pid: int | None = None
+        self._returncode: int | None = None
         self.interrupted: ExecutorLog | None = None
         """The log of an executor that was running when a cancel arrived."""
 
@@ -225,10 +263,11 @@ class ExecutorRunner:
         inv = self.invocation(ex)
         out_path, err_path = self._log_paths(index, ex)
         log = ExecutorLog(start_time=now())
-        with contextlib.ExitStack() as stack:
-            stdin = self._open_stdin(ex, stack)
-            out = stack.enter_context(open(out_path, "wb"))
-            err = out if err_path == out_path else stack.enter_context(open(err_path, "wb"))
+        fds: list[int] = []
+        try:
+            stdin = self._open_stdin(ex, fds)
+            out = _open_log(out_path, fds)
+            err = out if err_path == out_path else _open_log(err_path, fds)
             try:
                 log.exit_code = self._spawn_and_wait(inv, stdin, out, err)
             except Canceled:
@@ -236,16 +275,19 @@ class ExecutorRunner:
                 self._fill(log, out_path, err_path)
                 self.interrupted = log
                 raise
+        finally:
+            for fd in fds:
+                os.close(fd)
         self._fill(log, out_path, err_path)
         return log
 
-    def _open_stdin(self, ex: Executor, stack: contextlib.ExitStack) -> IO[bytes] | int:
-        if not ex.stdin:
-            return subprocess.DEVNULL
+    def _open_stdin(self, ex: Executor, fds: list[int]) -> int:
+        path = self._layout.host(ex.stdin) if ex.stdin else os.devnull
         try:
-            return stack.enter_context(open(self._layout.host(ex.stdin), "rb"))
+            fds.append(os.open(path, os.O_RDONLY | os.O_CLOEXEC))
         except OSError as exc:
             raise ExecutorSetupError(f"cannot open stdin {ex.stdin}: {exc.strerror}") from exc
+        return fds[-1]
 
     def _fill(self, log: ExecutorLog, out_path: str, err_path: str) -> None:
         log.end_time = now()
@@ -255,54 +297,111 @@ class ExecutorRunner:
         if self._spec.runtime.kind == "bwrap" and log.exit_code == 1:
             log.exit_code = _bwrap_exec_code(err_path) or log.exit_code
 
-    def _spawn_and_wait(
-        self, inv: Invocation, stdin: IO[bytes] | int, out: IO[bytes], err: IO[bytes]
-    ) -> int:
+    def _spawn_and_wait(self, inv: Invocation, stdin: int, out: int, err: int) -> int:
         with CANCEL.deferred():
             try:
-                self._proc = subprocess.Popen(
-                    inv.argv,
-                    stdin=stdin,
-                    stdout=out,
-                    stderr=err,
-                    env=inv.env,
-                    cwd=inv.cwd,
-                    start_new_session=True,
-                    close_fds=True,
-                )
+                self._pid, self._returncode = _spawn(inv, stdin, out, err), None
             except (FileNotFoundError, PermissionError) as exc:
                 # What a shell would say and return; the task goes on as an executor failure.
                 code = 127 if isinstance(exc, FileNotFoundError) else 126
-                err.write(f"{inv.argv[0]}: {exc.strerror}\n".encode())
+                os.write(err, f"{inv.argv[0]}: {exc.strerror}\n".encode())
                 return code
-        proc = self._proc
+        pid = self._pid
         # Wait without reaping, then reap with cancellation deferred: a cancel (SIGTERM from
         # a scheduler hits the executor and the worker at once) raised between waitpid's
-        # reaping and Popen recording the status would lose the exit code (read as 0).
-        os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOWAIT)
+        # reaping and recording the status would lose the exit code.
+        os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
         with CANCEL.deferred():
-            returncode = proc.wait()
+            returncode = self._reap(block=True)
         # Whatever the command left running in its group goes with it, as in a container.
-        _killpg(proc.pid, signal.SIGKILL)
-        self._proc = None
+        _killpg(pid, _signal.SIGKILL)
+        self._pid = None
+        assert returncode is not None
         return _exit_code(returncode)
 
+    def _reap(self, *, block: bool) -> int | None:
+        """The running executor's return code (Popen's: -N for signal N), reaping it once;
+        None while it runs (``block=False``)."""
+        if self._returncode is None and self._pid is not None:
+            pid, status = os.waitpid(self._pid, 0 if block else os.WNOHANG)
+            if pid:
+                self._returncode = os.waitstatus_to_exitcode(status)
+        return self._returncode
+
     def _finish_canceled(self) -> int | None:
-        proc = self._proc
-        if proc is None:
+        if self._pid is None:
             return None
         self.kill_running()
-        return _exit_code(proc.returncode) if proc.returncode is not None else None
+        return _exit_code(self._returncode) if self._returncode is not None else None
 
     def kill_running(self, grace: float = KILL_GRACE_SECONDS) -> None:
         """TERM the running executor's process group, KILL it after ``grace`` seconds."""
-        proc = self._proc
-        if proc is None:
+        pid = self._pid
+        if pid is None:
             return
-        _killpg(proc.pid, signal.SIGTERM)
+        _killpg(pid, _signal.SIGTERM)
         deadline = time.monotonic() + grace
-        while proc.poll() is None and time.monotonic() < deadline:
+        while self._reap(block=False) is None and time.monotonic() < deadline:
             time.sleep(0.05)
-        _killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-        self._proc = None
+        _killpg(pid, _signal.SIGKILL)
+        self._reap(block=True)
+        self._pid = None
+
+
+def _open_log(path: str, fds: list[int]) -> int:
+    fds.append(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666))
+    return fds[-1]
+
+
+# Signals Python ignores at start-up that a command expects at their defaults (what
+# Popen's restore_signals resets).
+_RESTORED = (_signal.SIGPIPE, _signal.SIGXFSZ)
+
+
+def _spawn(inv: Invocation, stdin: int, out: int, err: int) -> int:
+    """Start ``inv`` in its own session with fds 0-2 from ``stdin``/``out``/``err``.
+
+    posix_spawn has no working-directory action, so the worker itself changes directory
+    around the call (the worker uses absolute paths throughout, and nothing else runs
+    while an executor starts). Inheritable fds above 2 are closed in the child.
+    """
+    executable = resolve_command(inv.argv[0], inv.env)
+    actions: list[tuple[int, ...]] = [
+        (os.POSIX_SPAWN_DUP2, stdin, 0),
+        (os.POSIX_SPAWN_DUP2, out, 1),
+        (os.POSIX_SPAWN_DUP2, err, 2),
+    ]
+    actions += [(os.POSIX_SPAWN_CLOSE, fd) for fd in _inherited_fds()]
+    previous = os.getcwd() if inv.cwd is not None else None
+    if inv.cwd is not None:
+        os.chdir(inv.cwd)
+    try:
+        return os.posix_spawn(
+            executable,
+            inv.argv,
+            inv.env,
+            file_actions=actions,
+            setsid=True,
+            setsigdef=_RESTORED,
+        )
+    finally:
+        if previous is not None:
+            os.chdir(previous)
+
+
+def _inherited_fds() -> list[int]:
+    """Open fds above 2 that an exec would keep (Popen's ``close_fds=True`` closes them)."""
+    try:
+        names = os.listdir("/proc/self/fd")
+    except OSError:
+        return []
+    fds = []
+    for name in names:
+        fd = int(name)
+        if fd > 2:
+            try:
+                if os.get_inheritable(fd):
+                    fds.append(fd)
+            except OSError:  # the fd listdir itself used, closed meanwhile
+                pass
+    return fds

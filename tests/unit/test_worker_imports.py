@@ -1,9 +1,13 @@
 """The worker zipapp stays lean: heavy standard modules are not imported by a plain task.
 
 Every TES task starts a worker, and its imports were nearly all of its CPU cost (issue 8:
-250M instructions for a ``true`` task, 123M after trimming them). These modules were
-removed from the start path; a change that brings one back fails here instead of silently
-slowing every task down. bench/bench_worker.py measures the cost itself.
+250M instructions for a ``true`` task, 123M after a first trim, then less again without
+json/re, subprocess, threading, signal, contextlib and runpy). These modules were removed
+from the start path; a change that brings one back fails here instead of silently slowing
+every task down. bench/bench_worker.py measures the cost itself.
+
+The modules are read from ``-X importtime``, so the child runs the exact command a job
+runs and imports nothing of its own.
 """
 
 from __future__ import annotations
@@ -16,46 +20,53 @@ from pathlib import Path
 import pytest
 
 from tesp_core.worker import build_zipapp
+from tesp_core.worker.package import worker_command
 
 # Each was imported before, directly or through another: dataclasses (inspect, ast, dis,
 # tokenize), typing, pathlib (fnmatch, urllib.parse, ipaddress), logging (traceback,
-# linecache, string, textwrap), datetime, glob, shutil (bz2, lzma), copy.
+# linecache, string, textwrap), datetime, glob, shutil (bz2, lzma), copy; then json (re,
+# enum), subprocess (selectors, locale, threading, signal, contextlib) and runpy
+# (importlib.util, contextlib, collections, functools).
 HEAVY = (
     "ast",
     "bz2",
+    "collections",
+    "contextlib",
     "copy",
     "dataclasses",
     "datetime",
     "dis",
+    "enum",
     "fnmatch",
+    "functools",
     "glob",
+    "importlib",
+    "importlib.util",
     "inspect",
     "ipaddress",
+    "json",
     "linecache",
+    "locale",
     "logging",
     "lzma",
     "pathlib",
+    "re",
+    "runpy",
+    "selectors",
     "shutil",
+    "signal",
     "string",
+    "subprocess",
     "tempfile",
     "textwrap",
+    "threading",
     "tokenize",
     "traceback",
     "typing",
     "urllib.parse",
 )
 
-# Runs in a `python -S -I` child, as on a compute node: import the worker's entry module
-# from the archive, optionally run one task, print the modules loaded.
-CHILD = """
-import json, sys
-sys.path.insert(0, sys.argv[1])
-import tesp_core.worker.__main__ as worker
-if len(sys.argv) > 2:
-    code = worker.main(sys.argv[2:])
-    assert code == 0, code
-print(json.dumps(sorted(sys.modules)))
-"""
+IMPORT_ONLY = "import sys;sys.path.insert(0,sys.argv[1]);import tesp_core.worker.__main__"
 
 
 @pytest.fixture(scope="module")
@@ -63,20 +74,22 @@ def pyz(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_zipapp(tmp_path_factory.mktemp("pyz"))
 
 
-def loaded_modules(*args: str) -> set[str]:
+def loaded_modules(argv: list[str]) -> set[str]:
+    """The modules ``argv`` (a Python command) imports, from its ``-X importtime`` lines."""
     proc = subprocess.run(
-        [sys.executable, "-I", "-S", "-c", CHILD, *args],
+        [argv[0], "-X", "importtime", *argv[1:]],
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
     )
     assert proc.returncode == 0, proc.stderr
-    return set(json.loads(proc.stdout.splitlines()[-1]))
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("import time:")]
+    return {line.rsplit("|", 1)[1].strip() for line in lines[1:]}  # [0] is the header
 
 
 def test_importing_the_worker_loads_no_heavy_module(pyz: Path) -> None:
-    modules = loaded_modules(str(pyz))
+    modules = loaded_modules([sys.executable, "-S", "-c", IMPORT_ONLY, str(pyz)])
     assert "tesp_core.worker.staging" in modules  # the whole start path was imported
     assert sorted(set(HEAVY) & modules) == []
 
@@ -92,7 +105,7 @@ def test_running_a_true_task_loads_no_heavy_module(pyz: Path, tmp_path: Path) ->
     spec_path = tmp_path / "spec.json"
     spec_path.write_text(json.dumps(spec))
     job_dir = tmp_path / "job"
-    modules = loaded_modules(str(pyz), str(spec_path), str(job_dir))
+    modules = loaded_modules(worker_command(sys.executable, str(pyz), str(spec_path), str(job_dir)))
     result = json.loads((job_dir / "result.json").read_text())
     assert (result["state"], result["executor_logs"][0]["exit_code"]) == ("COMPLETE", 0)
     assert sorted(set(HEAVY) & modules) == []

@@ -18,6 +18,7 @@ import psutil
 import pytest
 
 from tesp_core.worker import build_zipapp
+from tesp_core.worker.package import worker_command
 
 HAS_BWRAP = shutil.which("bwrap") is not None
 RUNTIMES = [
@@ -67,15 +68,25 @@ class Job:
         spec.update(extra)
         return spec
 
-    def start(self, spec: dict[str, Any]) -> subprocess.Popen[bytes]:
+    def start(
+        self, spec: dict[str, Any], pass_fds: tuple[int, ...] = ()
+    ) -> subprocess.Popen[bytes]:
         spec_path = self.job_dir.parent / "spec.json"
         spec_path.write_text(json.dumps(spec))
-        # -I -S: no site-packages, as on a compute node where TESP is not installed.
-        argv = [sys.executable, "-I", "-S", str(self.pyz), str(spec_path), str(self.job_dir)]
-        return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        # The command a Pulsar job runs, plus -I: no site-packages and no PYTHON* variables,
+        # as on a compute node where TESP is not installed.
+        python, *rest = worker_command(
+            sys.executable, str(self.pyz), str(spec_path), str(self.job_dir)
+        )
+        return subprocess.Popen(
+            [python, "-I", *rest],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            pass_fds=pass_fds,
+        )
 
-    def run(self, spec: dict[str, Any]) -> dict[str, Any]:
-        proc = self.start(spec)
+    def run(self, spec: dict[str, Any], pass_fds: tuple[int, ...] = ()) -> dict[str, Any]:
+        proc = self.start(spec, pass_fds)
         _out, err = proc.communicate(timeout=120)
         assert proc.returncode == 0, err.decode()
         result: dict[str, Any] = json.loads((self.job_dir / "result.json").read_text())
@@ -231,6 +242,46 @@ def test_command_not_found_is_exit_127(job: Job) -> None:
     log = result["executor_logs"][0]
     assert log["exit_code"] == 127
     assert "tesp-no-such-command-xyz" in log["stderr"]
+
+
+def test_command_is_found_on_the_task_path_and_non_executable_is_126(
+    tmp_path: Path, pyz: Path
+) -> None:
+    job = Job(tmp_path, "none", pyz)
+    bin_dir = tmp_path / "task-bin"
+    bin_dir.mkdir()
+    (bin_dir / "tesp-hello").write_text("#!/bin/sh\necho hello from $0\n")
+    (bin_dir / "tesp-hello").chmod(0o755)
+    (bin_dir / "tesp-noexec").write_text("#!/bin/sh\necho never\n")
+    path = f"{bin_dir}:/usr/bin:/bin"
+    spec = job.spec(
+        [
+            {"command": ["tesp-hello"], "env": {"PATH": path}},
+            {"command": ["tesp-noexec"], "env": {"PATH": path}, "ignore_error": True},
+        ]
+    )
+    result = job.run(spec)
+    logs = result["executor_logs"]
+    assert (logs[0]["exit_code"], logs[0]["stdout"]) == (0, f"hello from {bin_dir}/tesp-hello\n")
+    assert (logs[1]["exit_code"], logs[1]["stderr"]) == (126, "tesp-noexec: Permission denied\n")
+
+
+def test_executor_gets_only_stdio_and_default_signals(tmp_path: Path, pyz: Path) -> None:
+    # What Popen(close_fds=True, restore_signals=True) gave: an fd the worker inherited is
+    # not passed on, and SIGPIPE/SIGXFSZ (which Python ignores) are back to their defaults.
+    job = Job(tmp_path, "none", pyz)
+    leaked = os.open(os.devnull, os.O_RDONLY)
+    os.set_inheritable(leaked, True)
+    try:
+        script = f"test -e /proc/self/fd/{leaked} && echo leaked || echo closed; "
+        script += "grep SigIgn /proc/self/status"
+        result = job.run(job.spec([sh(script)]), pass_fds=(leaked,))
+    finally:
+        os.close(leaked)
+    first, sigign = result["executor_logs"][0]["stdout"].splitlines()
+    assert first == "closed"
+    mask = int(sigign.split()[1], 16)
+    assert mask & (1 << (signal.SIGPIPE - 1) | 1 << (signal.SIGXFSZ - 1)) == 0, sigign
 
 
 def test_file_url_outside_roots_is_system_error(job: Job) -> None:
