@@ -135,6 +135,10 @@ class _Tracked:
     kill_pending: bool = False
     # The backend shows this job's files locally (cheap to watch).
     local: bool = False
+    # The backend's fingerprint of the worker's files at the last poll (watch_hint).
+    seen_hint: tuple[int, ...] | None = None
+    # The backend reported a change while a poll was running: poll again at once.
+    nudged: bool = False
 
 
 class TaskService:
@@ -249,6 +253,7 @@ class TaskService:
             return
         self.store.renew(self.lease)
         log.info("replica %s: starting", self.lease.replica)
+        self.backend.listen(self._nudge)
         self._recover()
         self._thread = threading.Thread(target=self._loop, name="tesp-dispatch", daemon=True)
         self._thread.start()
@@ -334,21 +339,56 @@ class TaskService:
                 self._active[task_id] = _Tracked(task_id)
             due = [t for t in self._active.values() if not t.busy and t.next_poll <= now]
             for tracked in due:
+                if self._unchanged(tracked, now):
+                    tracked.interval = self._next_interval(tracked, now)
+                    tracked.next_poll = now + tracked.interval
+                    continue
                 tracked.busy = True
                 self._pool.submit(self._poll if tracked.submitted else self._submit, tracked)
             waiting = [t.next_poll for t in self._active.values() if not t.busy]
         return max(0.0, min(waiting) - now) if waiting else self.limits.poll_max
 
+    def _unchanged(self, tracked: _Tracked, now: float) -> bool:
+        """True when a poll of this running task can be skipped: its backend shows the
+        worker's files locally, they did not change since the last poll, and the status
+        is not due. Checked in the dispatch thread itself (a stat or two): most polls of
+        a local job find nothing new, and handing each to the pool cost more than that."""
+        if not tracked.local or tracked.finished or tracked.kill_pending or not tracked.submitted:
+            return False
+        if now - tracked.status_read > self.limits.poll_max:
+            return False
+        hint = self.backend.watch_hint(tracked.task_id)
+        if hint is None or hint != tracked.seen_hint:
+            tracked.seen_hint = hint
+            return False
+        return True
+
+    def _next_interval(self, tracked: _Tracked, now: float, *, reset: bool = False) -> float:
+        """Poll at the minimum while the task is young (or after a change), then back off."""
+        if reset or now - tracked.first_seen < self.limits.poll_fast_seconds:
+            local = tracked.local and not tracked.finished
+            return self.limits.poll_min_local if local else self.limits.poll_min
+        return min(tracked.interval * 1.5, self.limits.poll_max)
+
     def _reschedule(self, tracked: _Tracked, *, reset: bool = False) -> None:
         with self._lock:
-            young = time.monotonic() - tracked.first_seen < self.limits.poll_fast_seconds
-            if reset or young:
-                local = tracked.local and not tracked.finished
-                tracked.interval = self.limits.poll_min_local if local else self.limits.poll_min
+            now = time.monotonic()
+            tracked.interval = self._next_interval(tracked, now, reset=reset)
+            tracked.next_poll = now if tracked.nudged else now + tracked.interval
+            tracked.busy = tracked.nudged = False
+        self._wake.set()
+
+    def _nudge(self, task_id: str) -> None:
+        """The backend saw the task's worker write a file: poll the task now (or as soon
+        as the poll in progress returns) instead of at its next turn."""
+        with self._lock:
+            tracked = self._active.get(task_id)
+            if tracked is None:
+                return
+            if tracked.busy:
+                tracked.nudged = True
             else:
-                tracked.interval = min(tracked.interval * 1.5, self.limits.poll_max)
-            tracked.next_poll = time.monotonic() + tracked.interval
-            tracked.busy = False
+                tracked.next_poll = 0.0
         self._wake.set()
 
     def _forget(self, task_id: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -25,6 +26,15 @@ class Backend(Protocol):
     def finished_hint(self, job_id: str) -> bool | None:
         """True/False when the backend can tell cheaply that the worker finished; None if
         it cannot (then the service asks for the status every poll)."""
+
+    def watch_hint(self, job_id: str) -> tuple[int, ...] | None:
+        """A fingerprint of the job's progress and result files that changes whenever the
+        worker writes one, read without a round trip (a stat); None when the backend
+        cannot see them. The service skips a poll while it stays the same."""
+
+    def listen(self, on_change: Callable[[str], None]) -> None:
+        """Call ``on_change(job_id)`` (from any thread) when a job's worker files change, if
+        this backend can tell; one that cannot does nothing, and its jobs are polled."""
 
     def read_json(self, job_id: str, name: str) -> dict[str, Any] | None:
         """A JSON file from the job's working directory (progress.json, result.json)."""

@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import shlex
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from tesp_core.backends.scheduler import scheduler_request, script_directive, submit_params
+from tesp_core.backends.watch import DirWatcher
 from tesp_core.errors import (
     BackendAuthError,
     BackendError,
@@ -93,6 +95,7 @@ class PulsarBackend:
         # worker is run from TESP's own copy instead of being uploaded with every job.
         self._local_staging = local_staging
         self._local_worker = local_worker
+        self._watcher: DirWatcher | None = None
         self._session = requests.Session()
         adapter = HTTPAdapter(pool_connections=4, pool_maxsize=max(concurrency, 4))
         self._session.mount("http://", adapter)
@@ -105,6 +108,9 @@ class PulsarBackend:
         config = self._call("POST", "/jobs", params={"job_id": job_id}).json()
         tools_dir = config["tools_directory"]
         working_dir = config["working_directory"]
+        local_working = self._local_path(working_dir)
+        if self._watcher is not None and local_working is not None:
+            self._watcher.add(job_id, str(local_working))
         if self._local_worker is None:
             with worker.open("rb") as body:
                 self._upload(job_id, WORKER_FILE, body)
@@ -156,6 +162,23 @@ class PulsarBackend:
             return None
         return (self._local_staging / job_id / "working" / RESULT_FILE).exists()
 
+    def watch_hint(self, job_id: str) -> tuple[int, ...] | None:
+        """Inode and mtime of progress.json, and whether result.json exists (a local job).
+
+        The worker replaces progress.json (a new inode) at every write; result.json only
+        ever appears. Timestamps are coarse (a few ms), so the inode is what tells two
+        writes apart; result.json's existence never depends on either.
+        """
+        if self._local_staging is None:
+            return None
+        working = self._local_staging / job_id / "working"
+        try:
+            progress = os.stat(working / PROGRESS_FILE)
+            seen: tuple[int, ...] = (progress.st_ino, progress.st_mtime_ns)
+        except OSError:
+            seen = (0, 0)
+        return (*seen, int(os.path.exists(working / RESULT_FILE)))
+
     def read_json(self, job_id: str, name: str) -> dict[str, Any] | None:
         """A JSON file the worker wrote in the job's working directory, or None if absent."""
         if self._local_staging is not None:
@@ -175,12 +198,20 @@ class PulsarBackend:
             return None  # half-written or not JSON: read again on the next poll
         return value if isinstance(value, dict) else None
 
+    def listen(self, on_change: Callable[[str], None]) -> None:
+        """Report writes of the worker's files in local job directories (inotify)."""
+        if self._local_staging is not None and self._watcher is None:
+            watcher = DirWatcher(on_change, frozenset({PROGRESS_FILE, RESULT_FILE}))
+            self._watcher = watcher if watcher.available else None
+
     def cancel(self, job_id: str) -> None:
         """Kill the job (its whole process tree)."""
         self._call("PUT", f"/jobs/{job_id}/cancel")
 
     def clean(self, job_id: str) -> None:
         """Delete the job's directory on the Pulsar side."""
+        if self._watcher is not None:
+            self._watcher.remove(job_id)
         self._call("DELETE", f"/jobs/{job_id}")
 
     def healthy(self) -> bool:
@@ -191,7 +222,10 @@ class PulsarBackend:
             return False
 
     def close(self) -> None:
-        """Close the kept-alive connections."""
+        """Close the kept-alive connections (and stop watching job directories)."""
+        if self._watcher is not None:
+            self._watcher.close()
+            self._watcher = None
         self._session.close()
 
     # -- HTTP -------------------------------------------------------------------------------

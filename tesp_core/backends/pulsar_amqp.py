@@ -31,6 +31,7 @@ import logging
 import re
 import shlex
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -160,6 +161,13 @@ class PulsarAmqpBackend:
         """Whether Pulsar reported the job finished (known locally, so always cheap)."""
         record = self._store.get(job_id)
         return None if record is None else record.terminal
+
+    def listen(self, on_change: Callable[[str], None]) -> None:
+        """Nothing: the service polls the locally kept status updates."""
+
+    def watch_hint(self, job_id: str) -> tuple[int, ...] | None:
+        """None: the job's files are on the Pulsar host; its status updates say what changed."""
+        return None
 
     def read_json(self, job_id: str, name: str) -> dict[str, Any] | None:
         """``result.json`` from the final status update, or a ``progress.json`` made from

@@ -238,6 +238,10 @@ class BackendPool:
         """The job's backend's cheap finished check."""
         return self._member(job_id).backend.finished_hint(job_id)
 
+    def watch_hint(self, job_id: str) -> tuple[int, ...] | None:
+        """The job's backend's fingerprint of the worker's files (None: not visible)."""
+        return self._member(job_id).backend.watch_hint(job_id)
+
     def read_json(self, job_id: str, name: str) -> dict[str, Any] | None:
         """A JSON file of the job's working directory, from its backend."""
         return self._call(job_id, lambda b: b.read_json(job_id, name), round_trip=False)
@@ -257,6 +261,11 @@ class BackendPool:
     def health(self) -> dict[str, bool]:
         """Each backend's health check, by name (in configuration order)."""
         return {name: _healthy(m.backend) for name, m in self._members.items()}
+
+    def listen(self, on_change: Callable[[str], None]) -> None:
+        """Have every backend that can report changed job files report them."""
+        for member in self._members.values():
+            member.backend.listen(on_change)
 
     def close(self) -> None:
         """Close every backend's connections."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -206,6 +207,12 @@ class _Recorder:
 
     def finished_hint(self, job_id: str) -> bool | None:
         return None
+
+    def watch_hint(self, job_id: str) -> tuple[int, ...] | None:
+        return None
+
+    def listen(self, on_change: Callable[[str], None]) -> None:
+        pass
 
     def read_json(self, job_id: str, name: str) -> dict[str, Any] | None:
         return None
