@@ -109,15 +109,18 @@ class EmbeddedPulsar:
             self._forget_state()
             return
         proc, self._proc = self._proc, None
-        if proc is None or proc.poll() is not None:
+        if proc is None:
             return
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-        self._forget_state()
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+            self._forget_state()
+        if proc.stdout is not None:
+            proc.stdout.close()
 
     def _forget_state(self) -> None:
         with contextlib.suppress(FileNotFoundError):
