@@ -7,10 +7,12 @@ runs, one after the other:
   Pulsar's own client (``pulsar.client.manager.build_client_manager``): setup, launch
   ``true``, poll ``get_status`` every ``--poll`` seconds until complete, clean.
 - ``tesp``: a ``tesp serve`` pointed at that Pulsar (runtime ``none``, ``--max-in-flight C``);
-  C client threads create the tasks (``executors: [true]``) and one poller lists states.
+  C client threads create the tasks (``executors: [true]``) and one poller lists states
+  every ``--poll`` seconds (the plain client's interval).
 
-It prints jobs per second for each and their ratio (target >= 1.0), and the single-task
-latency (create to COMPLETE seen by the client, median of ``--latency-runs``) of each.
+It prints jobs per second for each and their ratio (target >= 1.0), the single-task
+latency (create to COMPLETE seen by the client, median of ``--latency-runs``) of each, and
+where TESP's single task spends its time (medians, from the task's own logs).
 
     python bench/bench_e2e.py [--tasks 500] [--concurrency 8] [--poll 0.25]
 """
@@ -26,6 +28,7 @@ import tempfile
 import threading
 import time
 import uuid
+from datetime import datetime
 from pathlib import Path
 
 import requests
@@ -101,7 +104,7 @@ def run_pulsar_client(
     return time.perf_counter() - start
 
 
-def run_tesp(api: str, n: int, concurrency: int) -> float:
+def run_tesp(api: str, n: int, concurrency: int, poll: float) -> float:
     body = {"executors": [{"image": "a", "command": ["true"]}], "tags": {"bench": "e2e"}}
     ids: list[str] = []
     lock = threading.Lock()
@@ -134,21 +137,41 @@ def run_tesp(api: str, n: int, concurrency: int) -> float:
                 break
         if len(states) >= n and all(s in TERMINAL for s in states):
             return time.perf_counter() - start
-        time.sleep(0.05)
+        time.sleep(poll)
 
 
-def latency_tesp(api: str, runs: int) -> float:
+def latency_tesp(api: str, runs: int) -> tuple[float, dict[str, float]]:
+    """Median create-to-COMPLETE time in ms, and the median time of each step from the
+    task's logs (ms after the create was sent)."""
     session = requests.Session()
     times = []
+    steps: dict[str, list[float]] = {}
     for _ in range(runs):
-        start = time.perf_counter()
+        sent, start = time.time(), time.perf_counter()
         task_id = session.post(
             f"{api}/tasks", json={"executors": [{"image": "a", "command": ["true"]}]}, timeout=30
         ).json()["id"]
+        created = time.perf_counter()
         while session.get(f"{api}/tasks/{task_id}", timeout=30).json()["state"] not in TERMINAL:
-            time.sleep(0.005)
+            time.sleep(0.002)
         times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1000
+        task = session.get(f"{api}/tasks/{task_id}", params={"view": "FULL"}, timeout=30).json()
+        tlog = task["logs"][0]
+        marks = {
+            "create answered": created - start,
+            "worker started": _stamp(tlog["start_time"]) - sent,
+            "executor started": _stamp(tlog["logs"][0]["start_time"]) - sent,
+            "executor ended": _stamp(tlog["logs"][0]["end_time"]) - sent,
+            "worker wrote result": _stamp(tlog["end_time"]) - sent,
+            "client saw COMPLETE": times[-1],
+        }
+        for name, seconds in marks.items():
+            steps.setdefault(name, []).append(seconds * 1000)
+    return statistics.median(times) * 1000, {k: statistics.median(v) for k, v in steps.items()}
+
+
+def _stamp(rfc3339: str) -> float:
+    return datetime.fromisoformat(rfc3339.replace("Z", "+00:00")).timestamp()
 
 
 def latency_pulsar(url: str, runs: int, token: str | None = None) -> float:
@@ -191,9 +214,9 @@ def main() -> None:
         try:
             api = f"{server.url}/ga4gh/tes/v1"
             lat_p = latency_pulsar(url, args.latency_runs, token)
-            lat_t = latency_tesp(api, args.latency_runs)
+            lat_t, steps = latency_tesp(api, args.latency_runs)
             direct = run_pulsar_client(url, args.tasks, args.concurrency, args.poll, token)
-            ours = run_tesp(api, args.tasks, args.concurrency)
+            ours = run_tesp(api, args.tasks, args.concurrency, args.poll)
         finally:
             server.stop()
             if pulsar is not None:
@@ -212,6 +235,9 @@ def main() -> None:
         f"(polling every 5 ms, runs `true` itself), tesp {lat_t:.0f} ms "
         f"(worker + executor `true`), difference {lat_t - lat_p:.0f} ms (target <= 50)"
     )
+    print("tesp's single task, medians in ms after the create was sent (server clock):")
+    for name, ms in steps.items():
+        print(f"  {name:<22}{ms:>7.1f}")
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ import pytest
 
 from tesp_core.server.auth import hash_password
 from tests.conftest import TespProcess, free_port
-from tests.servers import OidcIssuer as _Issuer
+from tests.servers import OidcIssuer
 
 TESP = str(Path(sys.executable).parent / "tesp")
 
@@ -336,8 +336,10 @@ def test_wait_in_a_terminal_shows_the_live_table(env: dict[str, str]) -> None:
 
 
 @pytest.fixture(scope="module")
-def oidc_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TespProcess, _Issuer]]:
-    issuer = _Issuer()
+def oidc_server(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[TespProcess, OidcIssuer]]:
+    issuer = OidcIssuer()
     base = tmp_path_factory.mktemp("cli-oidc")
     env = {
         "TESP_AUTH_MODE": "oidc",
@@ -352,7 +354,7 @@ def oidc_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Tesp
 
 
 def test_bearer_token_from_env_and_flag(
-    oidc_server: tuple[TespProcess, _Issuer], tmp_path: Path
+    oidc_server: tuple[TespProcess, OidcIssuer], tmp_path: Path
 ) -> None:
     server, issuer = oidc_server
     alice = issuer.token("alice")

@@ -21,7 +21,7 @@ import requests
 from tesp_core.server.auth import hash_password
 from tesp_core.server.dashboard import CONTENT_SECURITY_POLICY, STATIC_DIR
 from tests.conftest import TERMINAL, TespProcess, wait_for_state
-from tests.servers import OidcIssuer as _Issuer
+from tests.servers import OidcIssuer
 
 try:
     from playwright.sync_api import Browser, Page, expect, sync_playwright
@@ -359,8 +359,10 @@ def test_basic_auth_uses_the_browser_credentials(
 
 
 @pytest.fixture(scope="module")
-def oidc_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TespProcess, _Issuer]]:
-    issuer = _Issuer()
+def oidc_server(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[TespProcess, OidcIssuer]]:
+    issuer = OidcIssuer()
     base = tmp_path_factory.mktemp("dash-oidc")
     env = {
         "TESP_AUTH_MODE": "oidc",
@@ -376,7 +378,7 @@ def oidc_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Tesp
 
 
 def test_oidc_bearer_token_pasted_into_the_page(
-    oidc_server: tuple[TespProcess, _Issuer], page: Page
+    oidc_server: tuple[TespProcess, OidcIssuer], page: Page
 ) -> None:
     server, issuer = oidc_server
     token = issuer.token("carol")
