@@ -1,0 +1,393 @@
+"""Driving one task on its backend: submit, poll, end, kill and clean its job.
+
+These steps run in the service's thread pool, one task at a time each; the dispatch loop
+(:mod:`tesp_core.service`) decides when. A step reads what the backend and the worker's
+files say and moves the task on through the service's state-transition core
+(``_transition``/``_finish``), the only place a task's state changes.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from tesp_core.backends.pulsar import JobStatus
+from tesp_core.errors import BackendError, BackendJobLostError, BackendUnavailableError
+from tesp_core.models import State
+from tesp_core.results import (
+    RESULT,
+    explain_result,
+    live_logs,
+    no_result,
+    ran_to_its_end,
+    result_state,
+    start_log,
+)
+from tesp_core.routing import BackendsBusyError, BackendsDownError
+from tesp_core.store.base import StoredTask
+from tesp_core.tracking import ServiceState, Tracked
+from tesp_core.translate import worker_spec
+
+log = logging.getLogger(__name__)
+
+
+class TaskDriving(ServiceState):
+    """The backend calls of :class:`~tesp_core.service.TaskService` (run in its pool)."""
+
+    # -- backend calls (run in the pool) ----------------------------------------------------
+
+    def _submit(self, tracked: Tracked) -> None:
+        task_id = tracked.task_id
+        if self._keeper is not None and not self.store.hold(task_id, self.lease):
+            log.warning("task %s: now held by another replica, leaving it", task_id)
+            self._forget(task_id)
+            return
+        stored = self.store.get(task_id)
+        if stored is None or stored.task.state not in (State.QUEUED, State.CANCELING):
+            self._forget(task_id)
+            return
+        if stored.task.state is State.CANCELING and not stored.backend.get("submitting"):
+            self._finish(task_id, State.CANCELED, [])
+            self._forget(task_id)
+            return
+        freed = self._slots_freed
+        try:
+            name = self._send(task_id, stored)
+        except BackendsBusyError:
+            self._park(tracked, freed)
+            return
+        except BackendUnavailableError as exc:
+            self.hooks.backend_error("submit", exc)
+            tracked.unplaced = isinstance(exc, BackendsDownError)
+            if not self._backend_down_too_long(tracked, str(exc)):
+                log.warning("task %s: backend unavailable, will retry: %s", task_id, exc)
+                self._backoff(tracked)
+            return
+        except BackendError as exc:
+            self.hooks.backend_error("submit", exc)
+            self._finish(task_id, State.SYSTEM_ERROR, [f"submitting to the backend failed: {exc}"])
+            self._forget(task_id)
+            return
+        self.store.update_backend(task_id, {"submitted": True, "backend": name})
+        tracked.submitted, tracked.unreachable_since, tracked.unplaced = True, None, False
+        tracked.local = self.backend.finished_hint(task_id) is not None
+        tracked.multi_executor = len(stored.task.executors) > 1
+        meta = self.backend.metadata(name, task_id)
+        self._transition(task_id, State.QUEUED, lambda t: start_log(t, meta))
+        log.info("task %s: submitted to backend %s", task_id, name)
+        current = self.store.get(task_id)
+        if current is not None and current.task.state is State.CANCELING:
+            self._kill(task_id)
+        self._reschedule(tracked, reset=True)
+
+    def _send(self, task_id: str, stored: StoredTask) -> str:
+        """Place the task on a backend and submit it there; the backend's name.
+
+        An earlier submission that may have reached its backend (a crash, or an error
+        after the connection was made) pins the task there: attach if the job started.
+        """
+        pinned = stored.backend.get("backend", "") if stored.backend.get("submitting") else None
+        where = self.backend.place(task_id, stored.task, pinned)
+        if not (where.resumed and self._already_started(task_id)):
+            self.store.update_backend(task_id, {"submitting": True, "backend": where.name})
+            self.backend.submit(
+                task_id,
+                worker_spec(stored.task, self.worker_options),
+                self.worker_zipapp,
+                stored.task,
+            )
+        return where.name
+
+    def _already_started(self, task_id: str) -> bool:
+        """After a crash mid-submit: did the Pulsar job start? (Then attach, never rerun.)"""
+        try:
+            status = self.backend.status(task_id)
+        except BackendJobLostError:
+            return False
+        if status.phase in ("queued", "running"):
+            return True
+        # "initializing" is Pulsar's preprocessing: TESP stages nothing through Pulsar, so a
+        # job in it was set up and never launched (a replica killed mid-submit). Such a job
+        # can also read as "complete". The worker writes progress.json first thing, so its
+        # absence means the task never ran: submit it (setting a job up again is harmless).
+        return self.backend.read_json(task_id, "progress.json") is not None
+
+    def _backoff(self, tracked: Tracked) -> None:
+        """Retry a backend call later, backing off exponentially up to 30 s."""
+        with self._lock:
+            tracked.interval = min(max(tracked.interval * 2, 0.5), 30.0)
+            tracked.next_poll = time.monotonic() + tracked.interval
+            tracked.busy = False
+        self._wake.set()
+
+    def _poll(self, tracked: Tracked) -> None:
+        task_id = tracked.task_id
+        self._attach(task_id)
+        try:
+            if tracked.finished:
+                self._drain(tracked)
+                return
+            if tracked.kill_pending:
+                self._kill(task_id)
+            if self._finished_early(tracked):
+                return
+            if self._quiet(tracked):
+                self._reschedule(tracked)
+                return
+            tracked.status_read = time.monotonic()
+            status = self.backend.status(task_id)
+            tracked.unreachable_since = None
+            if status.phase in ("queued", "initializing", "running"):
+                self._on_running(tracked, status.phase)
+                return
+            self._on_done(tracked, status)
+        except BackendJobLostError as exc:
+            self.hooks.backend_error("poll", exc)
+            self._finish(task_id, State.SYSTEM_ERROR, [f"the Pulsar job vanished: {exc}"])
+            self._forget(task_id)
+        except BackendUnavailableError as exc:
+            self.hooks.backend_error("poll", exc)
+            if not self._backend_down_too_long(tracked, str(exc)):
+                self._backoff(tracked)
+        except BackendError as exc:
+            self.hooks.backend_error("poll", exc)
+            self._finish(task_id, State.SYSTEM_ERROR, [f"backend error: {exc}"])
+            self._forget(task_id)
+
+    def _finished_early(self, tracked: Tracked) -> bool:
+        """End the task as soon as a backend that sees the job's files shows result.json.
+
+        The worker writes result.json (atomically) after the last upload; the Pulsar job
+        then still has to exit and be post-processed, which took 100-150 ms here. The
+        task's outcome does not depend on that, so it ends now and the job is drained.
+        """
+        if not self.backend.finished_hint(tracked.task_id):
+            return False
+        result = self.backend.read_json(tracked.task_id, RESULT)
+        if result is None:
+            return False
+        self._end_from_result(tracked, result)
+        return True
+
+    def _end_from_result(self, tracked: Tracked, result: dict[str, Any]) -> None:
+        """Finish the task from the worker's result; keep the job tracked until it ends."""
+        task_id = tracked.task_id
+        stored = self.store.get(task_id)
+        if stored is not None and stored.task.state is State.CANCELING:
+            self._finish(task_id, State.CANCELED, ran_to_its_end(result), result)
+        else:
+            result = explain_result(stored.task if stored else None, result)
+            self._finish(task_id, result_state(result.get("state")), [], result)
+        tracked.finished, tracked.done_seen = True, time.monotonic()
+        self._reschedule(tracked, reset=True)
+
+    def _drain(self, tracked: Tracked) -> None:
+        """A finished task's job: clean it once Pulsar lets it go (kill it after the grace)."""
+        status = self.backend.status(tracked.task_id)
+        if status.phase in ("queued", "initializing", "running"):
+            waited = time.monotonic() - (tracked.done_seen or 0.0)
+            if waited < self.limits.done_grace_seconds:
+                self._reschedule(tracked)
+                return
+            # A restarted Pulsar can report a finished job running forever.
+            self._kill(tracked.task_id)
+        self._clean(tracked.task_id)
+
+    def _attach(self, task_id: str) -> None:
+        """Tell the pool which backend runs a task it has not placed (one adopted later)."""
+        if not self.backend.placed(task_id):
+            stored = self.store.get(task_id)
+            self.backend.attach(task_id, stored.backend.get("backend") if stored else None)
+
+    def _quiet(self, tracked: Tracked) -> bool:
+        """True when a backend that sees the job's files says nothing changed.
+
+        The embedded Pulsar's job directories are local: the worker's progress and result
+        files can be watched without asking Pulsar, which is then asked only when the
+        worker has finished, or every ``poll_max`` seconds to notice a job that died.
+        """
+        finished = self.backend.finished_hint(tracked.task_id)
+        if finished is None or finished:
+            return False
+        if time.monotonic() - tracked.status_read > self.limits.poll_max:
+            return False
+        # Until the executors start, the progress file tells INITIALIZING from RUNNING.
+        if not tracked.running and self.backend.read_json(tracked.task_id, "progress.json"):
+            self._check_progress(tracked, time.monotonic())
+        return True
+
+    def _on_running(self, tracked: Tracked, phase: str) -> None:
+        task_id = tracked.task_id
+        now = time.monotonic()
+        if phase != "queued" and (
+            not tracked.running
+            or tracked.recovered
+            or tracked.multi_executor
+            or now - tracked.progress_read > self.limits.heartbeat_check_seconds
+        ):
+            tracked.progress_read = now
+            if self._check_progress(tracked, now):
+                return
+        limit = self.limits.max_task_seconds
+        if limit is not None and time.monotonic() - tracked.first_seen > limit:
+            self.backend.cancel(task_id)
+            self._finish(
+                task_id,
+                State.SYSTEM_ERROR,
+                [f"the task ran longer than this server's limit of {limit:g} s"],
+            )
+            self._clean(task_id)
+            return
+        self._reschedule(tracked)
+
+    def _check_progress(self, tracked: Tracked, now: float) -> bool:
+        """Read the worker's progress file; True when the task was finished from it.
+
+        Until the executors start it tells INITIALIZING from RUNNING. Later, its heartbeat
+        tells a live worker from a dead one, and DONE (result.json written) ends a task
+        whose Pulsar was restarted and now reports the job running forever.
+        """
+        task_id = tracked.task_id
+        progress = self.backend.read_json(task_id, "progress.json") or {}
+        phase = progress.get("state")
+        if phase == "DONE":
+            result = self.backend.read_json(task_id, RESULT)
+            if result is not None:
+                self._end_from_result(tracked, result)
+                return True
+        if not tracked.running:
+            tracked.running = phase in ("RUNNING", "UPLOADING", "DONE")
+            self._transition(task_id, State.RUNNING if tracked.running else State.INITIALIZING)
+        finished = progress.get("executor_logs")
+        if isinstance(finished, list) and len(finished) > tracked.executors_seen:
+            tracked.executors_seen = len(finished)
+            self._transition(task_id, State.RUNNING, lambda t: live_logs(t, finished))
+        beat = progress.get("heartbeat")
+        if beat is not None and beat != tracked.heartbeat:
+            tracked.heartbeat, tracked.heartbeat_seen = beat, now
+        elif now - tracked.heartbeat_seen > self.limits.heartbeat_stale_seconds:
+            self._kill(task_id)
+            self._finish(
+                task_id,
+                State.SYSTEM_ERROR,
+                [
+                    "the worker stopped reporting (no heartbeat for "
+                    f"{self.limits.heartbeat_stale_seconds:g} s) while Pulsar still lists the job "
+                    "as running; the compute node or Pulsar was probably restarted"
+                ],
+            )
+            self._clean(task_id)
+            return True
+        return False
+
+    def _on_done(self, tracked: Tracked, status: JobStatus) -> None:
+        task_id, phase = tracked.task_id, status.phase
+        stored = self.store.get(task_id)
+        if stored is not None and stored.task.state is State.CANCELING:
+            result = self.backend.read_json(task_id, RESULT)
+            self._finish(task_id, State.CANCELED, ran_to_its_end(result), result)
+        elif phase == "lost":
+            self._finish(
+                task_id,
+                State.SYSTEM_ERROR,
+                [
+                    "the Pulsar job vanished: Pulsar lost track of the job (after a Pulsar "
+                    "restart, or its job directory is gone)"
+                ],
+            )
+        elif phase == "cancelled":
+            self._finish(
+                task_id,
+                State.SYSTEM_ERROR,
+                ["the Pulsar job was cancelled on the Pulsar side, not through TES"],
+                self.backend.read_json(task_id, RESULT),
+            )
+        else:
+            result = self.backend.read_json(task_id, RESULT)
+            if result is None:
+                progress = self.backend.read_json(task_id, "progress.json")
+                if self._worker_alive(tracked, status, progress):
+                    self._reschedule(tracked)
+                    return
+                note = ""
+                if tracked.outlived_job:
+                    stale = self.limits.heartbeat_stale_seconds
+                    ended = (
+                        f"its heartbeat then stopped for {stale:g} s"
+                        if status.returncode is None
+                        else f"the job then ended with code {status.returncode}"
+                    )
+                    note = f" (Pulsar had called the job complete while the worker ran on; {ended})"
+                message = no_result(status, started=progress is not None, note=note)
+                self._finish(task_id, State.SYSTEM_ERROR, [message])
+            else:
+                result = explain_result(stored.task if stored else None, result)
+                self._finish(task_id, result_state(result.get("state")), [], result)
+        self._clean(task_id)
+
+    def _worker_alive(
+        self, tracked: Tracked, status: JobStatus, progress: dict[str, Any] | None
+    ) -> bool:
+        """Pulsar calls the job complete, but the worker's heartbeat still moves: wait for it.
+
+        Pulsar's Slurm plugin reads a failing ``squeue`` (controller down) as "complete",
+        with no return code, while the job runs on under slurmd. The heartbeat's own
+        timestamp is on the compute node's clock, so it is not compared with this host's:
+        the worker is alive while its heartbeat changed within ``heartbeat_stale_seconds``
+        of this host's monotonic clock. A job with a return code really ended.
+        """
+        beat = progress.get("heartbeat") if progress else None
+        if status.phase != "complete" or status.returncode is not None or beat is None:
+            return False
+        now = time.monotonic()
+        if beat != tracked.heartbeat:
+            tracked.heartbeat, tracked.heartbeat_seen = beat, now
+        if now - tracked.heartbeat_seen >= self.limits.heartbeat_stale_seconds:
+            return False
+        if not tracked.outlived_job:
+            tracked.outlived_job = True
+            log.warning(
+                "task %s: Pulsar reports the job complete, but its worker still reports a "
+                "heartbeat and no result yet: waiting for the worker",
+                tracked.task_id,
+            )
+        return True
+
+    def _kill(self, task_id: str) -> None:
+        delivered = True
+        try:
+            self.backend.cancel(task_id)
+        except BackendError as exc:
+            delivered = False
+            self.hooks.backend_error("cancel", exc)
+            log.warning("task %s: cancel on the backend failed, will retry: %s", task_id, exc)
+        with self._lock:
+            tracked = self._active.get(task_id)
+            if tracked is not None:
+                tracked.kill_pending = not delivered
+                tracked.next_poll = 0.0
+        self._wake.set()
+
+    def _clean(self, task_id: str) -> None:
+        try:
+            self.backend.clean(task_id)
+        except BackendError as exc:
+            self.hooks.backend_error("clean", exc)
+            log.warning("task %s: cleaning the Pulsar job failed: %s", task_id, exc)
+        self._forget(task_id)
+
+    def _backend_down_too_long(self, tracked: Tracked, reason: str) -> bool:
+        since = tracked.unreachable_since = tracked.unreachable_since or time.monotonic()
+        if time.monotonic() - since < self.limits.backend_retry_seconds:
+            return False
+        self._finish(
+            tracked.task_id,
+            State.SYSTEM_ERROR,
+            [
+                f"the backend was unreachable for over {self.limits.backend_retry_seconds:g} s: "
+                f"{reason}"
+            ],
+        )
+        self._forget(tracked.task_id)
+        return True
