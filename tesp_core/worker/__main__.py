@@ -212,7 +212,7 @@ def _cancel(run: TaskRun) -> None:
         if run.runner.interrupted is not None:
             run.executor_logs.append(run.runner.interrupted.to_json())
     run.state = "CANCELED"
-    run.system_logs.append("canceled: the worker received SIGTERM")
+    run.system_logs.append(f"canceled: {CANCEL.reason}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

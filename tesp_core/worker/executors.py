@@ -32,6 +32,12 @@ if TYPE_CHECKING:
     from tesp_core.worker.staging import Layout
 
 KILL_GRACE_SECONDS = 5.0
+# Pulsar records a cancel as this file in the job directory (the parent of the working
+# directory the worker runs in) before it SIGKILLs the job's process tree, which it lists
+# once. An executor spawned between that listing and the worker's own SIGKILL would
+# outlive the job: so the worker looks for the record before and right after each spawn.
+PULSAR_CANCEL_RECORD = "cancelled"
+PULSAR_CANCELLED = "Pulsar is cancelling the job"
 # bwrap reports a failed exec of the command as exit 1 plus this last line on stderr.
 # A string, compiled (and cached by re) only when a bwrap executor exits 1.
 _BWRAP_EXEC_FAILED = r"^bwrap: execvp .*: (No such file or directory|Permission denied)$"
@@ -174,6 +180,15 @@ class CancelGate:
     def __init__(self) -> None:
         self._depth = 0
         self._pending = False
+        self.reason = "the worker received SIGTERM"
+
+    def request(self, reason: str) -> None:
+        """A cancel found by the worker itself (not a signal): raised like one."""
+        self.reason = reason
+        if self._depth:
+            self._pending = True
+            return
+        raise Canceled
 
     def handler(self, signum: int, frame: FrameType | None) -> None:
         """Install with ``_signal.signal(SIGTERM, gate.handler)``."""
@@ -260,6 +275,8 @@ class ExecutorRunner:
 
     def run(self, index: int, ex: Executor) -> ExecutorLog:
         """Run executor ``index`` to completion and return its log."""
+        if self._pulsar_cancelled():
+            CANCEL.request(PULSAR_CANCELLED)  # raises Canceled: nothing was started
         inv = self.invocation(ex)
         out_path, err_path = self._log_paths(index, ex)
         log = ExecutorLog(start_time=now())
@@ -306,6 +323,9 @@ class ExecutorRunner:
                 code = 127 if isinstance(exc, FileNotFoundError) else 126
                 os.write(err, f"{inv.argv[0]}: {exc.strerror}\n".encode())
                 return code
+            if self._pulsar_cancelled():
+                _killpg(self._pid, _signal.SIGKILL)  # as Pulsar does to the rest of the job
+                CANCEL.request(PULSAR_CANCELLED)
         pid = self._pid
         # Wait without reaping, then reap with cancellation deferred: a cancel (SIGTERM from
         # a scheduler hits the executor and the worker at once) raised between waitpid's
@@ -318,6 +338,10 @@ class ExecutorRunner:
         self._pid = None
         assert returncode is not None
         return _exit_code(returncode)
+
+    def _pulsar_cancelled(self) -> bool:
+        parent = os.path.dirname(os.path.abspath(self._job_dir))
+        return os.path.exists(os.path.join(parent, PULSAR_CANCEL_RECORD))
 
     def _reap(self, *, block: bool) -> int | None:
         """The running executor's return code (Popen's: -N for signal N), reaping it once;

@@ -395,3 +395,21 @@ def test_zipapp_is_deterministic_cached_and_self_contained(tmp_path: Path) -> No
         2,
         b"usage: python3 tesp-worker.pyz SPEC_JSON JOB_DIR\n",
     )
+
+
+def test_a_job_pulsar_is_cancelling_starts_no_further_executor(tmp_path: Path, pyz: Path) -> None:
+    # Pulsar writes <job>/cancelled, then SIGKILLs the processes it listed: an executor the
+    # worker spawned after that listing would outlive the job, so none is started.
+    job = Job(tmp_path, "none", pyz)
+    job.job_dir = tmp_path / "pulsar-job" / "working"
+    job.job_dir.parent.mkdir()
+    record = job.job_dir.parent / "cancelled"
+    marker = tmp_path / "second-ran"
+    spec = job.spec([sh(f"echo first; sleep 0.5; : > {record}"), sh(f"touch {marker}")])
+    result = job.run(spec)
+    assert result["state"] == "CANCELED"
+    assert [(log["exit_code"], log["stdout"]) for log in result["executor_logs"]] == [
+        (0, "first\n")
+    ]
+    assert result["system_logs"] == ["canceled: Pulsar is cancelling the job"]
+    assert not marker.exists()
