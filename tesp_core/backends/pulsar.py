@@ -94,6 +94,7 @@ class PulsarBackend:
         # An embedded Pulsar shares this host: its job files are read from disk, and the
         # worker is run from TESP's own copy instead of being uploaded with every job.
         self._local_staging = local_staging
+        self._local_root = str(local_staging) if local_staging is not None else ""
         self._local_worker = local_worker
         self._watcher: DirWatcher | None = None
         self._session = requests.Session()
@@ -160,7 +161,7 @@ class PulsarBackend:
         """Whether the worker wrote result.json, when this host sees the job's files."""
         if self._local_staging is None:
             return None
-        return (self._local_staging / job_id / "working" / RESULT_FILE).exists()
+        return os.path.exists(self._local_file(job_id, RESULT_FILE))
 
     def watch_hint(self, job_id: str) -> tuple[int, ...] | None:
         """Inode and mtime of progress.json, and whether result.json exists (a local job).
@@ -171,18 +172,22 @@ class PulsarBackend:
         """
         if self._local_staging is None:
             return None
-        working = self._local_staging / job_id / "working"
         try:
-            progress = os.stat(working / PROGRESS_FILE)
+            progress = os.stat(self._local_file(job_id, PROGRESS_FILE))
             seen: tuple[int, ...] = (progress.st_ino, progress.st_mtime_ns)
         except OSError:
             seen = (0, 0)
-        return (*seen, int(os.path.exists(working / RESULT_FILE)))
+        return (*seen, int(os.path.exists(self._local_file(job_id, RESULT_FILE))))
+
+    def _local_file(self, job_id: str, name: str) -> str:
+        """A file in a local job's working directory (strings: this runs at every poll of
+        every local task, where pathlib's joins were most of its cost)."""
+        return f"{self._local_root}/{job_id}/working/{name}"
 
     def read_json(self, job_id: str, name: str) -> dict[str, Any] | None:
         """A JSON file the worker wrote in the job's working directory, or None if absent."""
         if self._local_staging is not None:
-            return _read_local_json(self._local_staging / job_id / "working" / name)
+            return _read_local_json(self._local_file(job_id, name))
         try:
             response = self._call(
                 "GET",
@@ -300,9 +305,10 @@ def _write_private(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def _read_local_json(path: Path) -> dict[str, Any] | None:
+def _read_local_json(path: str) -> dict[str, Any] | None:
     try:
-        value = json.loads(path.read_bytes())
+        with open(path, "rb") as fh:
+            value = json.loads(fh.read())
     except (OSError, ValueError):
         return None  # absent, or being replaced: read again on the next poll
     return value if isinstance(value, dict) else None
