@@ -31,6 +31,7 @@ from tesp_core.backends.base import Backend
 from tesp_core.backends.router import BackendPool
 from tesp_core.driving import TaskDriving
 from tesp_core.errors import InvalidTaskError, TaskNotFoundError
+from tesp_core.hidden import check_not_hidden
 from tesp_core.metrics import TaskHooks
 from tesp_core.models import State, Task, TaskLog
 from tesp_core.policy import Policy, check_task
@@ -118,6 +119,7 @@ class TaskService(TaskDriving, TaskRecovery):
         except ValidationError as exc:
             raise validation_error(exc) from exc
         check_task(task, self.policy)
+        check_not_hidden(task, self.worker_options.hide)
         self.backend.check(task)
         task.id = str(uuid.uuid4())
         task.state = State.QUEUED

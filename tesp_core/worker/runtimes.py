@@ -253,7 +253,8 @@ def _hidden(runtime: Runtime, job_root: StrPath, binds: Sequence[Bind], fs: Host
 
     ``job_root`` is ``<staging>/<job id>/working/root``; masking ``<staging>`` hides every
     job's directory (their specs hold credentials) from the executor. A directory that
-    contains a TES path, or that does not exist, is not masked.
+    does not exist is not masked. A TES path inside one is refused: binding it would mean
+    leaving the directory visible (how other tasks' secrets once leaked).
     """
     staging = posixpath.dirname(posixpath.dirname(posixpath.dirname(os.fspath(job_root))))
     wanted = [*runtime.hide, staging]
@@ -261,8 +262,12 @@ def _hidden(runtime: Runtime, job_root: StrPath, binds: Sequence[Bind], fs: Host
     for path in sorted({posixpath.normpath(p) for p in wanted}):
         if path in ("/", "/tmp") or not fs.is_dir(path) or fs.is_link(path):
             continue
-        if any(_is_under(b.path, path) for b in binds):
-            continue
+        inside = [b.path for b in binds if _is_under(b.path, path)]
+        if inside:
+            raise RuntimeSpecError(
+                f"TES path {inside[0]!r} lies in a directory tasks cannot see "
+                "(TESP's data directory or Pulsar's staging area)"
+            )
         if any(_is_under(path, kept) for kept in out):
             continue  # already masked by a parent (sorted: parents come first)
         out.append(path)

@@ -6,6 +6,7 @@ import json
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
@@ -345,6 +346,34 @@ def test_executors_cannot_see_tesp_data(tesp_server: TespProcess) -> None:
     task = wait_for_state(tesp_server.api, task_id, TERMINAL)
     assert task["state"] == "COMPLETE", task
     assert task["logs"][0]["logs"][0]["stdout"] == "0\n0\nhidden\n"
+
+
+@pytest.mark.parametrize(
+    ("where", "field"),
+    [
+        ({"volumes": ["{data}/files/v"]}, "volumes[0]"),
+        ({"inputs": [{"path": "{data}/tasks.sqlite", "content": "x"}]}, "inputs[0].path"),
+        ({"outputs": [{"path": "{data}/pulsar/x", "url": "ftp://127.0.0.1/x"}]}, "outputs[0].path"),
+        (
+            {"executors": [{"image": "a", "command": ["true"], "workdir": "{data}"}]},
+            "executors[0].workdir",
+        ),
+    ],
+)
+def test_tes_paths_inside_the_data_directory_are_refused(
+    tesp_server: TespProcess, where: dict[str, Any], field: str
+) -> None:
+    # Binding such a path once left the data directory visible to the task (other
+    # tasks' documents and specs, the embedded Pulsar's token).
+    body = json.loads(
+        json.dumps({"executors": [{"image": "a", "command": ["true"]}], **where}).replace(
+            "{data}", str(tesp_server.data_dir)
+        )
+    )
+    response = requests.post(f"{tesp_server.api}/tasks", json=body, timeout=10)
+    assert response.status_code == 400, response.text
+    assert response.json()["field"] == field
+    assert "data directory" in response.json()["msg"]
 
 
 @pytest.mark.parametrize(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import posixpath
 from pathlib import Path
 from typing import Any, ClassVar
@@ -241,3 +242,15 @@ def test_hostile_images_never_reach_an_argv(kind: str, image: str) -> None:
 def test_shell_characters_in_an_image_stay_one_argv_element() -> None:
     argv = invoke("docker", executor(image="x;id$(id)"), []).argv
     assert argv[-4:] == ["x;id$(id)", "sh", "-c", HOSTILE]
+
+
+@pytest.mark.parametrize("path", ["/home/u", "/home/u/vol", "/home/u/a/b.txt"])
+def test_bwrap_refuses_a_tes_path_inside_a_hidden_directory(path: str) -> None:
+    # Binding it would leave the directory (TESP's data, other jobs' specs) visible.
+    with pytest.raises(RuntimeSpecError, match=f"TES path '{path}' lies in a directory tasks"):
+        invoke("bwrap", executor(), [Bind(path)], hide=("/home/u",))
+
+
+def test_bwrap_masks_a_hidden_directory_next_to_tes_paths() -> None:
+    argv = invoke("bwrap", executor(), [Bind("/home/v")], hide=("/home/u",)).argv
+    assert ("--tmpfs", "/home/u") in itertools.pairwise(argv)
