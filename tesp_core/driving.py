@@ -184,6 +184,14 @@ class TaskDriving(ServiceState):
 
     def _drain(self, tracked: Tracked) -> None:
         """A finished task's job: clean it once Pulsar lets it go (kill it after the grace)."""
+        if tracked.cancel_wait:
+            waited = time.monotonic() - (tracked.done_seen or 0.0)
+            late = self.backend.read_json(tracked.task_id, RESULT) is None
+            if late and waited < self.limits.done_grace_seconds:
+                self._reschedule(tracked)
+                return
+            self._clean(tracked.task_id)
+            return
         status = self.backend.status(tracked.task_id)
         if status.phase in ("queued", "initializing", "running"):
             waited = time.monotonic() - (tracked.done_seen or 0.0)
@@ -287,6 +295,15 @@ class TaskDriving(ServiceState):
         if stored is not None and stored.task.state is State.CANCELING:
             result = self.backend.read_json(task_id, RESULT)
             self._finish(task_id, State.CANCELED, ran_to_its_end(result), result)
+            if result is None:
+                # Pulsar may start a job it was just told to cancel (its queue thread can
+                # be past its cancel check), and it will not kill a job it calls cancelled.
+                # Such a worker finds Pulsar's cancel record and stops: keep the job
+                # directory (with the record) until it does, or the grace runs out.
+                tracked.finished, tracked.cancel_wait = True, True
+                tracked.done_seen = time.monotonic()
+                self._reschedule(tracked)
+                return
         elif phase == "lost":
             self._finish(
                 task_id,

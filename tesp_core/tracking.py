@@ -77,6 +77,9 @@ class Tracked:
     unplaced: bool = False
     # The task ended from the worker's result.json; the job is polled only to clean it.
     finished: bool = False
+    # Cancelled, and Pulsar calls the job so, but a worker it started anyway may still be
+    # stopping: the job directory is kept until its result or the grace (driving._drain).
+    cancel_wait: bool = False
     # Pulsar called the job complete while the worker's heartbeat still moved.
     outlived_job: bool = False
     # A cancel that could not reach the backend: sent again at every poll until it does.

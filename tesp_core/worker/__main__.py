@@ -13,7 +13,15 @@ import sys
 
 from tesp_core.storage import redact_text
 from tesp_core.worker import jsonlite
-from tesp_core.worker.executors import CANCEL, Canceled, ExecutorRunner, ExecutorSetupError, now
+from tesp_core.worker.executors import (
+    CANCEL,
+    PULSAR_CANCELLED,
+    Canceled,
+    ExecutorRunner,
+    ExecutorSetupError,
+    now,
+    pulsar_cancelled,
+)
 from tesp_core.worker.logshim import get_logger
 from tesp_core.worker.runtimes import RealFS, plan_binds, static_dir
 from tesp_core.worker.spec import TYPE_CHECKING, SpecError, parse_spec
@@ -183,6 +191,8 @@ def run_executors(spec: WorkerSpec, run: TaskRun, runner: ExecutorRunner) -> Non
 def run_task(spec_path: str, run: TaskRun) -> None:
     """All phases of one task; failures are recorded in ``run``, never raised."""
     run.progress("INITIALIZING")
+    if pulsar_cancelled(run.job_dir):
+        CANCEL.request(PULSAR_CANCELLED)  # raises Canceled: a job Pulsar started anyway
     try:
         spec = load_spec(spec_path)
         layout = Layout(spec.runtime.kind, os.path.join(run.job_dir, "root"))
@@ -224,6 +234,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Log lines go to stderr as "%(asctime)s %(levelname)s %(message)s" (logshim.FORMAT).
     # Absolute: the worker changes directory while it starts an executor (executors.py).
     spec_path, job_dir = (os.path.abspath(arg) for arg in args)
+    if not os.path.isdir(os.path.dirname(job_dir)):
+        # A job's working directory is made by Pulsar with the job; its parent gone means
+        # the job was cleaned away (cancelled) before this worker started: do nothing.
+        print(f"tesp-worker: {os.path.dirname(job_dir)} does not exist", file=sys.stderr)
+        return 1
     run = TaskRun(job_dir=job_dir)
     _signal.signal(_signal.SIGTERM, CANCEL.handler)
     beating = _thread.allocate_lock()

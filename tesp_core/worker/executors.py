@@ -340,8 +340,7 @@ class ExecutorRunner:
         return _exit_code(returncode)
 
     def _pulsar_cancelled(self) -> bool:
-        parent = os.path.dirname(os.path.abspath(self._job_dir))
-        return os.path.exists(os.path.join(parent, PULSAR_CANCEL_RECORD))
+        return pulsar_cancelled(self._job_dir)
 
     def _reap(self, *, block: bool) -> int | None:
         """The running executor's return code (Popen's: -N for signal N), reaping it once;
@@ -370,6 +369,12 @@ class ExecutorRunner:
         _killpg(pid, _signal.SIGKILL)
         self._reap(block=True)
         self._pid = None
+
+
+def pulsar_cancelled(job_dir: str) -> bool:
+    """Whether Pulsar recorded a cancel of the job whose working directory is ``job_dir``."""
+    parent = os.path.dirname(os.path.abspath(job_dir))
+    return os.path.exists(os.path.join(parent, PULSAR_CANCEL_RECORD))
 
 
 def _open_log(path: str, fds: list[int]) -> int:

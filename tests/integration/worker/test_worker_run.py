@@ -413,3 +413,31 @@ def test_a_job_pulsar_is_cancelling_starts_no_further_executor(tmp_path: Path, p
     ]
     assert result["system_logs"] == ["canceled: Pulsar is cancelling the job"]
     assert not marker.exists()
+
+
+def test_a_job_cancelled_before_its_worker_started_runs_nothing(tmp_path: Path, pyz: Path) -> None:
+    # Pulsar can start a job it was just told to cancel: its record is already there.
+    job = Job(tmp_path, "none", pyz)
+    job.job_dir = tmp_path / "pulsar-job" / "working"
+    job.job_dir.mkdir(parents=True)
+    (job.job_dir.parent / "cancelled").write_text("true")
+    marker = tmp_path / "ran"
+    result = job.run(job.spec([sh(f"touch {marker}")]))
+    assert (result["state"], result["executor_logs"]) == ("CANCELED", [])
+    assert result["system_logs"] == ["canceled: Pulsar is cancelling the job"]
+    assert not marker.exists()
+
+
+def test_a_worker_whose_job_was_cleaned_away_does_nothing(tmp_path: Path, pyz: Path) -> None:
+    job = Job(tmp_path, "none", pyz)
+    marker = tmp_path / "ran"
+    spec_path = tmp_path / "spec.json"
+    spec_path.write_text(json.dumps(job.spec([sh(f"touch {marker}")])))
+    working = tmp_path / "gone" / "working"  # the job directory (its parent) is gone
+    python, *rest = worker_command(sys.executable, str(pyz), str(spec_path), str(working))
+    proc = subprocess.run([python, "-I", *rest], capture_output=True, timeout=60, check=False)
+    assert (proc.returncode, proc.stderr.decode().strip()) == (
+        1,
+        f"tesp-worker: {tmp_path / 'gone'} does not exist",
+    )
+    assert not marker.exists() and not working.exists()
