@@ -18,16 +18,26 @@ from pydantic import (
     Field,
     StrictBool,
     StrictInt,
+    ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 _GLOB_CHARS = re.compile(r"[*?\[]")
 # Below the kernel's limits (MAX_ARG_STRLEN is 128 KiB; bwrap takes at most 9000 args).
 MAX_ARGS = 4096
 MAX_ARG_BYTES = 128 * 1024 - 1
+# What one execve receives from the task: every argument and every KEY=VALUE, each with
+# its NUL. Half the usual ARG_MAX (2 MiB), leaving room for the runtime's own argv and env.
 MAX_COMMAND_BYTES = 1024 * 1024
 MAX_ENV = 1024
+# One KEY=VALUE is one execve string; the apptainer runtime prefixes the name with
+# SINGULARITYENV_ (15 bytes), which must still fit MAX_ARG_BYTES.
+MAX_ENV_ENTRY_BYTES = MAX_ARG_BYTES - 16
+LONE_SURROGATE = "contains a lone surrogate: not valid Unicode"
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class State(StrEnum):
@@ -130,16 +140,25 @@ class Executor(_Inbound):
 
     @field_validator("env")
     @classmethod
-    def _env(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+    def _env(cls, value: dict[str, str] | None, info: ValidationInfo) -> dict[str, str] | None:
         for key, val in (value or {}).items():
             if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
                 raise ValueError(f"invalid environment variable name {key!r}")
             if "\x00" in val:
                 raise ValueError(f"value of {key!r} must not contain NUL characters")
-            if len(val.encode()) > MAX_ARG_BYTES:
-                raise ValueError(f"value of {key!r} is longer than {MAX_ARG_BYTES} bytes")
+            if len(key) + 1 + len(val.encode()) > MAX_ENV_ENTRY_BYTES:
+                raise ValueError(f"{key}=VALUE is longer than {MAX_ENV_ENTRY_BYTES} bytes")
         if value and len(value) > MAX_ENV:
             raise ValueError(f"at most {MAX_ENV} variables are allowed")
+        # ``command`` is validated before ``env``: absent here only when it was refused.
+        command: list[str] = info.data.get("command") or []
+        total = sum(len(arg.encode()) + 1 for arg in command)
+        total += sum(len(k) + len(v.encode()) + 2 for k, v in (value or {}).items())
+        if total > MAX_COMMAND_BYTES:
+            raise ValueError(
+                f"the command and env add up to more than {MAX_COMMAND_BYTES} bytes "
+                "(each argument and each KEY=VALUE counts one byte more)"
+            )
         return value
 
 
@@ -285,10 +304,47 @@ class Task(_Inbound):
 
     @classmethod
     def from_client(cls, body: Any) -> Task:
-        """Validate a task as a client submitted it, ignoring the server-owned fields."""
+        """Validate a task as a client submitted it, ignoring the server-owned fields.
+
+        Any string in it (value or key, at any depth) with a lone surrogate is refused first:
+        it is not Unicode, so it could be neither stored nor answered as JSON.
+        """
         if isinstance(body, dict):
             body = {k: v for k, v in body.items() if k not in _SERVER_OWNED}
+        found = find_lone_surrogate(body)
+        if found is not None:
+            loc, problem = found
+            error = InitErrorDetails(
+                type=PydanticCustomError("lone_surrogate", problem), loc=loc, input=None
+            )
+            raise ValidationError.from_exception_data(cls.__name__, [error], hide_input=True)
         return cls.model_validate(body)
+
+
+def _not_unicode(text: str) -> bool:
+    return not text.isascii() and _SURROGATE.search(text) is not None
+
+
+def find_lone_surrogate(value: Any) -> tuple[tuple[str | int, ...], str] | None:
+    """The location (pydantic style) and problem of the first string in ``value``, a value or
+    a dict key at any depth, that holds a lone surrogate; None when there is none.
+
+    A bad key is reported at its dict, as the key itself cannot be echoed.
+    """
+    # Iterative: a body nested nearly as deep as the JSON parser allows must not recurse.
+    stack: list[tuple[tuple[str | int, ...], Any]] = [((), value)]
+    while stack:
+        loc, item = stack.pop()
+        if isinstance(item, str):
+            if _not_unicode(item):
+                return loc, LONE_SURROGATE
+        elif isinstance(item, dict):
+            if any(isinstance(k, str) and _not_unicode(k) for k in item):
+                return loc, f"a key {LONE_SURROGATE}"
+            stack.extend(((*loc, str(k)), v) for k, v in reversed(item.items()))
+        elif isinstance(item, list | tuple):
+            stack.extend(((*loc, n), v) for n, v in reversed(list(enumerate(item))))
+    return None
 
 
 class CreateTaskResponse(BaseModel):
