@@ -12,6 +12,7 @@ session, only fds 0-2 are inherited, and SIGPIPE/SIGXFSZ are back to their defau
 
 from __future__ import annotations
 
+import errno
 import os
 import time
 
@@ -318,9 +319,11 @@ class ExecutorRunner:
         with CANCEL.deferred():
             try:
                 self._pid, self._returncode = _spawn(inv, stdin, out, err), None
-            except (FileNotFoundError, PermissionError) as exc:
+            except OSError as exc:
                 # What a shell would say and return; the task goes on as an executor failure.
-                code = 127 if isinstance(exc, FileNotFoundError) else 126
+                code = _SPAWN_FAILED.get(exc.errno or 0)
+                if code is None:
+                    raise
                 os.write(err, f"{inv.argv[0]}: {exc.strerror}\n".encode())
                 return code
             if self._pulsar_cancelled():
@@ -377,14 +380,21 @@ def pulsar_cancelled(job_dir: str) -> bool:
     return os.path.exists(os.path.join(parent, PULSAR_CANCEL_RECORD))
 
 
+# Exec failures that are the command's fault, with the exit code a shell gives them: not
+# found 127; not executable, a directory, or not a binary or script (no #! line) 126.
+_SPAWN_FAILED = {errno.ENOENT: 127, errno.EACCES: 126, errno.EISDIR: 126, errno.ENOEXEC: 126}
+
+
 def _open_log(path: str, fds: list[int]) -> int:
     fds.append(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666))
     return fds[-1]
 
 
-# Signals Python ignores at start-up that a command expects at their defaults (what
-# Popen's restore_signals resets).
-_RESTORED = (_signal.SIGPIPE, _signal.SIGXFSZ)
+# Signals an executor starts with at their defaults, as a container's entrypoint does:
+# SIGPIPE and SIGXFSZ, which Python ignores (what Popen's restore_signals resets); SIGINT
+# and SIGQUIT, which a shell ignores for the background jobs Pulsar may start workers as;
+# SIGTERM, which the worker ignores once a cancel is under way.
+_RESTORED = (_signal.SIGPIPE, _signal.SIGXFSZ, _signal.SIGINT, _signal.SIGQUIT, _signal.SIGTERM)
 
 
 def _spawn(inv: Invocation, stdin: int, out: int, err: int) -> int:
@@ -394,7 +404,6 @@ def _spawn(inv: Invocation, stdin: int, out: int, err: int) -> int:
     around the call (the worker uses absolute paths throughout, and nothing else runs
     while an executor starts). Inheritable fds above 2 are closed in the child.
     """
-    executable = resolve_command(inv.argv[0], inv.env)
     actions: list[tuple[int, ...]] = [
         (os.POSIX_SPAWN_DUP2, stdin, 0),
         (os.POSIX_SPAWN_DUP2, out, 1),
@@ -405,6 +414,8 @@ def _spawn(inv: Invocation, stdin: int, out: int, err: int) -> int:
     if inv.cwd is not None:
         os.chdir(inv.cwd)
     try:
+        # Looked up from the executor's directory: PATH entries may be relative ("." or "").
+        executable = resolve_command(inv.argv[0], inv.env)
         return os.posix_spawn(
             executable,
             inv.argv,

@@ -267,21 +267,48 @@ def test_command_is_found_on_the_task_path_and_non_executable_is_126(
 
 
 def test_executor_gets_only_stdio_and_default_signals(tmp_path: Path, pyz: Path) -> None:
-    # What Popen(close_fds=True, restore_signals=True) gave: an fd the worker inherited is
-    # not passed on, and SIGPIPE/SIGXFSZ (which Python ignores) are back to their defaults.
+    # What Popen(close_fds=True, restore_signals=True) gave and more: an fd the worker
+    # inherited is not passed on; SIGPIPE/SIGXFSZ (which Python ignores) and SIGINT/SIGQUIT/
+    # SIGTERM (ignored here for the worker, as a shell does for background jobs) are back
+    # to their defaults, as for a container's entrypoint.
     job = Job(tmp_path, "none", pyz)
-    leaked = os.open(os.devnull, os.O_RDONLY)
-    os.set_inheritable(leaked, True)
-    try:
-        script = f"test -e /proc/self/fd/{leaked} && echo leaked || echo closed; "
-        script += "grep SigIgn /proc/self/status"
-        result = job.run(job.spec([sh(script)]), pass_fds=(leaked,))
-    finally:
-        os.close(leaked)
+    spec_path = tmp_path / "spec.json"
+    script = "test -e /proc/self/fd/9 && echo leaked || echo closed; grep SigIgn /proc/self/status"
+    spec_path.write_text(json.dumps(job.spec([sh(script)])))
+    python, *rest = worker_command(sys.executable, str(pyz), str(spec_path), str(job.job_dir))
+    wrapper = 'trap "" INT QUIT TERM; exec 9</dev/null; exec "$@"'  # fd 9 stays inheritable
+    proc = subprocess.run(
+        ["sh", "-c", wrapper, "sh", python, "-I", *rest], capture_output=True, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads((job.job_dir / "result.json").read_text())
     first, sigign = result["executor_logs"][0]["stdout"].splitlines()
     assert first == "closed"
     mask = int(sigign.split()[1], 16)
-    assert mask & (1 << (signal.SIGPIPE - 1) | 1 << (signal.SIGXFSZ - 1)) == 0, sigign
+    wanted = (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, signal.SIGQUIT, signal.SIGTERM)
+    assert [s.name for s in wanted if mask & (1 << (s - 1))] == [], sigign
+
+
+def test_relative_path_entries_are_searched_from_the_workdir(tmp_path: Path, pyz: Path) -> None:
+    job = Job(tmp_path, "none", pyz)
+    tool_dir = tmp_path / "tools"
+    tool_dir.mkdir()
+    (tool_dir / "mytool").write_text('#!/bin/sh\necho mytool ran "$@"\n')
+    (tool_dir / "mytool").chmod(0o755)
+    (tool_dir / "noshebang").write_text("echo never\n")
+    (tool_dir / "noshebang").chmod(0o755)
+    runs = [
+        {"command": ["mytool", "z"], "workdir": str(tool_dir), "env": {"PATH": path}}
+        for path in (".:/usr/bin:/bin", ":/usr/bin:/bin")
+    ]
+    noexec = {"command": ["./noshebang"], "workdir": str(tool_dir), "ignore_error": True}
+    result = job.run(job.spec([*runs, noexec]))
+    logs = [(log["exit_code"], log["stdout"] or log["stderr"]) for log in result["executor_logs"]]
+    assert logs == [
+        (0, "mytool ran z\n"),
+        (0, "mytool ran z\n"),
+        (126, "./noshebang: Exec format error\n"),
+    ]
 
 
 def test_file_url_outside_roots_is_system_error(job: Job) -> None:
