@@ -69,10 +69,7 @@ class TaskRecovery(ServiceState):
         """Another replica's API set CANCELING on tasks this one holds: cancel them here."""
         for task_id in task_ids:
             with self._lock:
-                waiting = self._queue if task_id in self._queue else self._parked
-                if task_id in waiting:
-                    waiting.remove(task_id)
-                    self._finish(task_id, State.CANCELED, [])
+                if self._cancel_waiting(task_id):
                     continue
                 tracked = self._active.get(task_id)
             # Not yet submitted: _submit sees CANCELING and does not start it.

@@ -158,10 +158,7 @@ class TaskService(TaskDriving, TaskRecovery):
         if stored is None or (owner is not None and stored.owner != owner):
             raise TaskNotFoundError(task_id)
         with self._lock:
-            waiting = self._queue if task_id in self._queue else self._parked
-            if task_id in waiting:
-                waiting.remove(task_id)
-                self._finish(task_id, State.CANCELED, [])
+            if self._cancel_waiting(task_id):
                 return
             if not self._transition(task_id, State.CANCELING):
                 return

@@ -112,6 +112,16 @@ class ServiceState:
     _active: dict[str, Tracked]
     _pool: ThreadPoolExecutor
 
+    def _cancel_waiting(self, task_id: str) -> bool:
+        """End a task that waits to be dispatched CANCELED; False if it does not wait.
+        The caller holds ``_lock``."""
+        waiting = self._queue if task_id in self._queue else self._parked
+        if task_id not in waiting:
+            return False
+        waiting.remove(task_id)
+        self._finish(task_id, State.CANCELED, [])
+        return True
+
     if TYPE_CHECKING:
         # Defined in tesp_core.service (the state-transition core and the scheduling) and
         # tesp_core.driving (the kill); declared here only for the type checker.

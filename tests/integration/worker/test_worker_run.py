@@ -98,6 +98,12 @@ def job(request: pytest.FixtureRequest, tmp_path: Path, pyz: Path) -> Job:
     return Job(tmp_path, request.param, pyz)
 
 
+def tool(path: Path, text: str, mode: int = 0o755) -> None:
+    """A program file on the host for executors to find."""
+    path.write_text(text)
+    path.chmod(mode)
+
+
 def sh(script: str, **extra: Any) -> dict[str, Any]:
     return {"command": ["sh", "-c", script], **extra}
 
@@ -250,9 +256,8 @@ def test_command_is_found_on_the_task_path_and_non_executable_is_126(
     job = Job(tmp_path, "none", pyz)
     bin_dir = tmp_path / "task-bin"
     bin_dir.mkdir()
-    (bin_dir / "tesp-hello").write_text("#!/bin/sh\necho hello from $0\n")
-    (bin_dir / "tesp-hello").chmod(0o755)
-    (bin_dir / "tesp-noexec").write_text("#!/bin/sh\necho never\n")
+    tool(bin_dir / "tesp-hello", "#!/bin/sh\necho hello from $0\n")
+    tool(bin_dir / "tesp-noexec", "#!/bin/sh\necho never\n", mode=0o644)
     path = f"{bin_dir}:/usr/bin:/bin"
     spec = job.spec(
         [
@@ -293,10 +298,8 @@ def test_relative_path_entries_are_searched_from_the_workdir(tmp_path: Path, pyz
     job = Job(tmp_path, "none", pyz)
     tool_dir = tmp_path / "tools"
     tool_dir.mkdir()
-    (tool_dir / "mytool").write_text('#!/bin/sh\necho mytool ran "$@"\n')
-    (tool_dir / "mytool").chmod(0o755)
-    (tool_dir / "noshebang").write_text("echo never\n")
-    (tool_dir / "noshebang").chmod(0o755)
+    tool(tool_dir / "mytool", '#!/bin/sh\necho mytool ran "$@"\n')
+    tool(tool_dir / "noshebang", "echo never\n")
     runs = [
         {"command": ["mytool", "z"], "workdir": str(tool_dir), "env": {"PATH": path}}
         for path in (".:/usr/bin:/bin", ":/usr/bin:/bin")
