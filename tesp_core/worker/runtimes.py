@@ -244,7 +244,11 @@ def bwrap_argv(
         argv += ["--remount-ro", directory]
     argv += ["--chdir", ex.workdir or _BWRAP_DEFAULT_WORKDIR]
     # The pid namespace dies with its init, so nothing the executor forks survives it.
-    argv += ["--die-with-parent", "--unshare-pid", *runtime.extra_args, "--", *ex.command]
+    # No capabilities: a worker running as root would otherwise hand the executor root's,
+    # and with them umount (of the masks above) and remount of the read-only host.
+    # extra_args come after, so an operator can still --cap-add what a tool needs.
+    argv += ["--die-with-parent", "--unshare-pid", "--cap-drop", "ALL"]
+    argv += [*runtime.extra_args, "--", *ex.command]
     return argv
 
 

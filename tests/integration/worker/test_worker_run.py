@@ -392,6 +392,27 @@ def test_bwrap_host_is_read_only_and_tmp_paths_are_bound(tmp_path: Path, pyz: Pa
 
 
 @pytest.mark.skipif(not HAS_BWRAP, reason="no bwrap")
+def test_bwrap_executor_has_no_capabilities_to_lift_the_masks(tmp_path: Path, pyz: Path) -> None:
+    # A worker running as root (CI does) must not hand root's capabilities on: with them
+    # an executor could unmount the tmpfs over TESP's data and remount the host writable.
+    secret_dir = tmp_path / "tesp-data"
+    secret_dir.mkdir()
+    (secret_dir / "token").write_text("s3cret")
+    job = Job(tmp_path, "bwrap", pyz)
+    script = (
+        "grep CapEff /proc/self/status; "
+        f"umount -l {secret_dir} 2>/dev/null; mount -o remount,rw / 2>/dev/null; "
+        f"cat {secret_dir}/token 2>/dev/null || echo hidden; "
+        f"touch /usr/tesp-cap-x 2>/dev/null && echo writable || echo read-only"
+    )
+    spec = job.spec([sh(script)])
+    spec["runtime"]["hide"] = [str(secret_dir)]
+    result = job.run(spec)
+    assert result["executor_logs"][0]["stdout"] == "CapEff:\t0000000000000000\nhidden\nread-only\n"
+    assert not Path("/usr/tesp-cap-x").exists()
+
+
+@pytest.mark.skipif(not HAS_BWRAP, reason="no bwrap")
 def test_bwrap_binds_under_existing_host_directories(tmp_path: Path, pyz: Path) -> None:
     job = Job(tmp_path, "bwrap", pyz)
     opt_in = f"/opt/tesp-{tmp_path.name}/in.txt"  # /opt exists: it is rebuilt around the bind

@@ -145,7 +145,7 @@ def test_bwrap_with_every_mount_point_present_binds_the_host_root() -> None:
         "--bind", "/jobs/j1/root/home/u", "/home/u",
         "--bind", "/jobs/j1/root/tmp/w", "/tmp/w",
         "--chdir", "/tmp",
-        "--die-with-parent", "--unshare-pid",
+        "--die-with-parent", "--unshare-pid", "--cap-drop", "ALL",
         "--", "sh", "-c", HOSTILE,
     ]  # fmt: skip
     # Env values never enter the argv: they travel in the process environment.
@@ -172,7 +172,7 @@ def test_bwrap_rebuilds_directories_that_lack_a_mount_point() -> None:
         "--remount-ro", "/home",
         "--remount-ro", "/",
         "--chdir", "/data",
-        "--die-with-parent", "--unshare-pid", "--unshare-net",
+        "--die-with-parent", "--unshare-pid", "--cap-drop", "ALL", "--unshare-net",
         "--", "sh", "-c", HOSTILE,
     ]  # fmt: skip
 
