@@ -30,10 +30,28 @@ def task_paths(task: Task) -> Iterator[tuple[str, str]]:
                 yield f"executors[{n}].{name}", value
 
 
+def file_urls(task: Task) -> Iterator[tuple[str, str]]:
+    """``(field, path)`` for every ``file://`` URL (or plain path) of the task's I/O."""
+    from urllib.parse import unquote, urlsplit
+
+    items = [("inputs", i.url) for i in task.inputs or []]
+    items += [("outputs", o.url) for o in task.outputs or []]
+    counts: dict[str, int] = {}
+    for kind, url in items:
+        n = counts[kind] = counts.get(kind, -1) + 1
+        if not url:
+            continue
+        parts = urlsplit(url)
+        if parts.scheme in ("", "file"):
+            yield f"{kind}[{n}].url", unquote(parts.path)
+
+
 def check_not_hidden(task: Task, hidden: Sequence[str]) -> None:
-    """InvalidTaskError for the first TES path at or below one of ``hidden``."""
+    """InvalidTaskError for the first TES path or file URL at or below one of ``hidden``.
+
+    The worker checks file URLs again after resolving symlinks (storage/file.py)."""
     roots = [posixpath.normpath(h) for h in hidden if h and posixpath.normpath(h) != "/"]
-    for field, path in task_paths(task):
+    for field, path in [*task_paths(task), *file_urls(task)]:
         normal = posixpath.normpath(path)
         for root in roots:
             if normal == root or normal.startswith(root + "/"):

@@ -30,7 +30,11 @@ class WorkerOptions:
 def worker_spec(task: Task, options: WorkerOptions) -> dict[str, Any]:
     """The worker spec for ``task`` (validated already) under ``options``."""
     assert task.id is not None
-    storage = {"file_roots": list(options.file_roots), **options.storage}
+    storage = {
+        "file_roots": list(options.file_roots),
+        "file_denied": list(options.hide),
+        **options.storage,
+    }
     return {
         "version": SPEC_VERSION,
         "task_id": task.id,

@@ -19,8 +19,11 @@ class FileTransport:
     symlink leads outside the roots. An empty ``file_roots`` refuses everything.
     """
 
-    def __init__(self, file_roots: list[str]) -> None:
+    def __init__(self, file_roots: list[str], denied: list[str] | None = None) -> None:
         self._roots = [Path(os.path.realpath(root)) for root in file_roots]
+        # Inside a root but never reachable: TESP's data directory (a file root such as
+        # "/" or "/srv" may contain it; its files hold every task's secrets).
+        self._denied = [Path(os.path.realpath(path)) for path in denied or []]
 
     def _local(self, url: str) -> Path:
         """The resolved local path of ``url``, or AccessDeniedError outside the roots."""
@@ -40,6 +43,8 @@ class FileTransport:
             raise AccessDeniedError(url, "no file roots are allowed on this node")
         if not any(path == root or path.is_relative_to(root) for root in self._roots):
             raise AccessDeniedError(url, "path is outside the allowed file roots")
+        if any(path == root or path.is_relative_to(root) for root in self._denied):
+            raise AccessDeniedError(url, "path is in TESP's data directory")
         return path
 
     def download_file(self, url: str, dest: Path) -> int:

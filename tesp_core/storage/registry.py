@@ -22,7 +22,7 @@ def transport_for(url: str, config: TransportConfig) -> Transport:
     if scheme == "file":
         from tesp_core.storage.file import FileTransport
 
-        return FileTransport(config.get("file_roots", []))
+        return FileTransport(config.get("file_roots", []), config.get("file_denied", []))
     section = "http" if scheme == "https" else scheme
     raw = config.get(section) or {}
     if not isinstance(raw, dict):

@@ -208,6 +208,8 @@ def run_task(spec_path: str, run: TaskRun) -> None:
         return
     run.runner = ExecutorRunner(spec, layout, run.job_dir, binds, fs)
     run_executors(spec, run, run.runner)
+    if pulsar_cancelled(run.job_dir):
+        CANCEL.request(PULSAR_CANCELLED)  # nothing is uploaded for a cancelled task
     run.progress("UPLOADING", executor_logs=run.finished_logs())
     report = stage_outputs(spec, layout, strict=run.state == "COMPLETE")
     run.outputs.extend(report.outputs)

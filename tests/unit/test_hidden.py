@@ -25,6 +25,19 @@ def task(**extra: object) -> Task:
             "executors[0].stdin",
         ),
         ({"volumes": ["/srv/x", "/srv/tesp"]}, "volumes[1]"),
+        (
+            {"inputs": [{"path": "/i", "url": "file:///srv/tesp/pulsar/embedded.json"}]},
+            "inputs[0].url",
+        ),
+        (
+            {
+                "outputs": [
+                    {"path": "/o1", "url": "s3://bucket/srv/tesp/x"},
+                    {"path": "/o2", "url": "file:///srv/%74esp/app.yml"},
+                ]
+            },
+            "outputs[1].url",
+        ),
     ],
 )
 def test_paths_at_or_below_the_data_directory_are_refused(

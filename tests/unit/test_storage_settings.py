@@ -176,10 +176,13 @@ def test_credentials_come_from_the_servers_aws_chain(
 
 
 def test_spec_carries_file_roots_and_storage(monkeypatch: pytest.MonkeyPatch) -> None:
-    options = WorkerOptions(file_roots=("/srv",), storage=worker_storage(Settings(), AwsChain()))
+    options = WorkerOptions(
+        file_roots=("/srv",), storage=worker_storage(Settings(), AwsChain()), hide=("/srv/tesp",)
+    )
     task = Task.from_client({"executors": [{"image": "a", "command": ["true"]}]})
     task.id = "t1"
-    assert worker_spec(task, options)["storage"] == {"file_roots": ["/srv"]}
+    storage = worker_spec(task, options)["storage"]
+    assert storage == {"file_roots": ["/srv"], "file_denied": ["/srv/tesp"]}
 
 
 def test_service_info_storage_listing(monkeypatch: pytest.MonkeyPatch) -> None:

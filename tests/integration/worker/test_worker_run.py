@@ -325,6 +325,33 @@ def test_file_url_outside_roots_is_system_error(job: Job) -> None:
         assert result["system_logs"] == [expected], name
 
 
+def test_file_urls_into_the_data_directory_are_refused_even_through_a_link(job: Job) -> None:
+    # A file root may contain TESP's data directory (a root of "/", or "/srv" with the
+    # data in /srv/tesp): its files stay out of reach, however the URL spells the path.
+    data = job.store / "tesp-data"
+    (data / "pulsar").mkdir(parents=True)
+    (data / "pulsar" / "embedded.json").write_text('{"token": "s3cret"}')
+    (job.store / "innocent").symlink_to(data)
+    for url in (
+        f"file://{data}/pulsar/embedded.json",
+        f"{job.store}/innocent/pulsar/embedded.json",
+    ):
+        inputs = [{"path": job.p("in/x"), "type": "FILE", "url": url}]
+        spec = job.spec([{"command": ["true"]}], inputs=inputs)
+        spec["storage"]["file_denied"] = [str(data)]
+        result = job.run(spec)
+        assert result["state"] == "SYSTEM_ERROR", result
+        assert result["system_logs"] == [
+            f"input {job.p('in/x')}: file: {url}: path is in TESP's data directory"
+        ]
+    outputs = [{"path": job.p("o"), "type": "FILE", "url": f"file://{data}/pulsar/app.yml"}]
+    spec = job.spec([sh(f"echo x > {job.p('o')}")], outputs=outputs)
+    spec["storage"]["file_denied"] = [str(data)]
+    result = job.run(spec)
+    assert result["state"] == "SYSTEM_ERROR", result
+    assert not (data / "pulsar" / "app.yml").exists()
+
+
 def test_sigterm_cancels_and_kills_the_executor(job: Job) -> None:
     proc = job.start(job.spec([{"command": ["sleep", "987.25"]}, {"command": ["true"]}]))
     try:
