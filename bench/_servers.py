@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -31,6 +32,7 @@ class Server:
     ) -> None:
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
+        self.embedded_state: Path | None = None
         with log.open("ab") as out:
             self.proc = subprocess.Popen(
                 argv,
@@ -56,12 +58,19 @@ class Server:
         return float(psutil.Process(self.proc.pid).memory_info().rss) / 1e6
 
     def stop(self) -> None:
-        """Stop the whole process group."""
+        """Stop the whole process group (and an embedded Pulsar it left running)."""
         try:
             os.killpg(self.proc.pid, signal.SIGTERM)
             self.proc.wait(30)
         except (ProcessLookupError, subprocess.TimeoutExpired):
             os.killpg(self.proc.pid, signal.SIGKILL)
+        if self.embedded_state is not None:
+            # A tesp serve killed mid-shutdown leaves its Pulsar (its own session) behind.
+            try:
+                pid = int(json.loads(self.embedded_state.read_text())["pid"])
+                os.kill(pid, signal.SIGTERM)
+            except (OSError, ValueError, KeyError):
+                pass
 
 
 def tesp(
@@ -81,4 +90,6 @@ def tesp(
         str(data_dir),
         *(args or []),
     ]
-    return Server(argv, port, "/ga4gh/tes/v1/service-info", env or {}, data_dir / "serve.log")
+    server = Server(argv, port, "/ga4gh/tes/v1/service-info", env or {}, data_dir / "serve.log")
+    server.embedded_state = data_dir / "pulsar" / "embedded.json"
+    return server

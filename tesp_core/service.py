@@ -249,10 +249,15 @@ class TaskService(TaskDriving, TaskRecovery):
 
     def _next_interval(self, tracked: Tracked, now: float, *, reset: bool = False) -> float:
         """Poll at the minimum while the task is young (or after a change), then back off."""
-        if reset or now - tracked.first_seen < self.limits.poll_fast_seconds:
-            local = tracked.local and not tracked.finished
-            return self.limits.poll_min_local if local else self.limits.poll_min
-        return min(tracked.interval * 1.5, self.limits.poll_max)
+        limits = self.limits
+        if reset or now - tracked.first_seen < limits.poll_fast_seconds:
+            if tracked.finished:  # only its clean-up is left
+                return limits.poll_min
+            if tracked.local:
+                return limits.poll_min_local
+            shared = len(self._active) / limits.poll_rate
+            return min(limits.poll_min, max(limits.poll_min_local, shared))
+        return min(tracked.interval * 1.5, limits.poll_max)
 
     def _reschedule(self, tracked: Tracked, *, reset: bool = False) -> None:
         with self._lock:

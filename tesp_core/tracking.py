@@ -32,6 +32,11 @@ class Limits:
 
     max_in_flight: int = 8
     poll_min: float = 0.05
+    # Young tasks on a remote backend share this many polls a second (one HTTP call each),
+    # no closer than poll_min_local and no further apart than poll_min: a lone task is
+    # watched every 10 ms, eight or more every 50 ms, so a busy Pulsar is asked no more
+    # often than before and an idle one answers a short task sooner.
+    poll_rate: float = 160.0
     # A backend whose job files are local (the embedded Pulsar) is watched with a stat of
     # result.json, not an HTTP call: that can be done this often.
     poll_min_local: float = 0.01
