@@ -297,7 +297,18 @@ class ExecutorRunner:
             for fd in fds:
                 os.close(fd)
         self._fill(log, out_path, err_path)
+        failure = self._sandbox_failure(log)
+        if failure is not None:
+            raise ExecutorSetupError(f"the bwrap sandbox could not be set up: {failure}")
         return log
+
+    def _sandbox_failure(self, log: ExecutorLog) -> str | None:
+        """bwrap's own last word when it exited 1 before running the command (a TES path it
+        cannot create on this host, say): a system error, not the executor's."""
+        if self._spec.runtime.kind != "bwrap" or log.exit_code != 1:
+            return None
+        lines = [line for line in log.stderr.splitlines() if line.strip()]
+        return lines[-1] if lines and lines[-1].startswith("bwrap: ") else None
 
     def _open_stdin(self, ex: Executor, fds: list[int]) -> int:
         path = self._layout.host(ex.stdin) if ex.stdin else os.devnull

@@ -440,6 +440,19 @@ def test_bwrap_executor_has_no_capabilities_to_lift_the_masks(tmp_path: Path, py
 
 
 @pytest.mark.skipif(not HAS_BWRAP, reason="no bwrap")
+def test_a_sandbox_bwrap_cannot_build_is_a_system_error(tmp_path: Path, pyz: Path) -> None:
+    # Not the executor's failure: bwrap stopped before running it (the TES path lies under
+    # a host file).
+    job = Job(tmp_path, "bwrap", pyz)
+    result = job.run(job.spec([{"command": ["true"]}], volumes=["/etc/passwd/sub"]))
+    assert (result["state"], result["executor_logs"]) == ("SYSTEM_ERROR", [])
+    assert result["system_logs"] == [
+        "executor 0: the bwrap sandbox could not be set up: "
+        "bwrap: Can't mkdir parents for /etc/passwd/sub: Not a directory"
+    ]
+
+
+@pytest.mark.skipif(not HAS_BWRAP, reason="no bwrap")
 def test_bwrap_binds_under_existing_host_directories(tmp_path: Path, pyz: Path) -> None:
     job = Job(tmp_path, "bwrap", pyz)
     opt_in = f"/opt/tesp-{tmp_path.name}/in.txt"  # /opt exists: it is rebuilt around the bind
