@@ -182,6 +182,7 @@ class TaskDriving(ServiceState):
             result = explain_result(stored.task if stored else None, result)
             self._finish(task_id, result_state(result.get("state")), [], result)
         tracked.finished, tracked.done_seen = True, time.monotonic()
+        self.backend.ended(task_id)
         self._reschedule(tracked, reset=True)
 
     def _drain(self, tracked: Tracked) -> None:

@@ -215,9 +215,17 @@ class TaskService(TaskDriving, TaskRecovery):
         now = time.monotonic()
         with self._lock:
             # Tasks waiting for a down backend hold no slot; as many again may wait so
-            # before they block tasks that backends which are up could run.
-            unplaced = sum(1 for t in self._active.values() if t.unplaced)
-            room = self.limits.max_in_flight + min(unplaced, self.limits.max_in_flight)
+            # before they block tasks that backends which are up could run. Nor do tasks
+            # that ended from their result while Pulsar finishes the job (exit, then its
+            # post-processing: 100-200 ms) before it may be cleaned: their worker is done.
+            unplaced = ended = 0
+            for t in self._active.values():
+                if t.unplaced:
+                    unplaced += 1
+                elif t.finished and not t.cancel_wait:
+                    ended += 1
+            cap = self.limits.max_in_flight
+            room = cap + min(unplaced, cap) + min(ended, cap)
             while self._queue and len(self._active) < room:
                 task_id = self._queue.popleft()
                 self._active[task_id] = Tracked(task_id)

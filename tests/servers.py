@@ -25,6 +25,7 @@ from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler, Thread
 from pathlib import Path
 from typing import Any
 
+import psutil
 import requests
 
 # -- HTTP ------------------------------------------------------------------------------
@@ -301,6 +302,20 @@ class PulsarServer:
         """Job directories on this Pulsar right now (TESP deletes each when it ends)."""
         staging = self.root / "staging"
         return len(list(staging.iterdir())) if staging.exists() else 0
+
+    @property
+    def workers(self) -> int:
+        """TESP workers running in this Pulsar's jobs right now (zombies not counted)."""
+        staging = str(self.root / "staging")
+        count = 0
+        for proc in psutil.process_iter(["cmdline", "status"]):
+            argv = proc.info["cmdline"] or []
+            if proc.info["status"] == psutil.STATUS_ZOMBIE or len(argv) < 4:
+                continue
+            # python -S -c BOOT ARCHIVE SPEC JOB_DIR (tesp_core.worker.package.worker_command)
+            if "tesp_core.worker" in " ".join(argv[:4]) and argv[-1].startswith(staging):
+                count += 1
+        return count
 
     def start(self, timeout: float = 30) -> PulsarServer:
         """Start Pulsar (again) and wait until it answers ``/healthz``."""

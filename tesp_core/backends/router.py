@@ -72,6 +72,8 @@ class BackendPool:
         self._jobs: dict[str, str] = {}
         # Jobs whose last submission never reached their backend: free to go elsewhere.
         self._unsent: set[str] = set()
+        # Jobs whose task ended from the worker's result: only their clean-up is left.
+        self._ended: set[str] = set()
 
     @classmethod
     def single(cls, backend: Backend, display_url: str = "") -> BackendPool:
@@ -120,7 +122,7 @@ class BackendPool:
             return Placement(name, resumed=True)
         self._probe_down()
         with self._lock:
-            load = Counter(n for j, n in self._jobs.items() if j != job_id)
+            load = Counter(n for j, n in self._jobs.items() if j != job_id and j not in self._ended)
             down = {n for n, m in self._members.items() if m.down}
             name = choose(task_demand(task), self._profiles, load, down)
             self._jobs[job_id] = name
@@ -148,17 +150,26 @@ class BackendPool:
         """The job waits (unplaced) for room: it no longer counts against its backend."""
         with self._lock:
             self._jobs.pop(job_id, None)
+            self._ended.discard(job_id)
+
+    def ended(self, job_id: str) -> None:
+        """The job's worker delivered its result; the job only waits to be cleaned. It
+        stays attached (its clean-up goes to its backend) but no longer takes room there."""
+        with self._lock:
+            if job_id in self._jobs:
+                self._ended.add(job_id)
 
     def forget(self, job_id: str) -> None:
         """The job left this TESP's hands: nothing is kept of it."""
         with self._lock:
             self._jobs.pop(job_id, None)
             self._unsent.discard(job_id)
+            self._ended.discard(job_id)
 
     def in_flight(self) -> dict[str, int]:
-        """Jobs attached to each backend."""
+        """Jobs attached to each backend that still take room there."""
         with self._lock:
-            counts = Counter(self._jobs.values())
+            counts = Counter(n for j, n in self._jobs.items() if j not in self._ended)
         return {name: counts.get(name, 0) for name in self.names}
 
     def metadata(self, name: str, job_id: str) -> dict[str, str]:

@@ -257,6 +257,23 @@ def test_pool_sends_each_jobs_calls_to_its_backend() -> None:
     }
 
 
+def test_an_ended_job_keeps_its_backend_but_not_its_room() -> None:
+    a, b = _Recorder(), _Recorder()
+    pool = _pool(a, b)
+    task = _task()
+    for n in range(3):
+        pool.place(f"j{n}", task)  # a 1/2, b 2/4: both half full
+    pool.ended("j0")
+    assert pool.in_flight() == {"a": 0, "b": 2}
+    assert pool.place("j3", task).name == "a"  # a's only job is over: 0/2 beats 2/4
+    pool.submit("j0", {}, Path("w"), task)
+    pool.clean("j0")  # its calls still go to a
+    assert a.jobs == []
+    pool.forget("j0")
+    pool.ended("j0")  # a forgotten job is not marked again
+    assert pool.in_flight() == {"a": 1, "b": 2}
+
+
 def test_pool_pins_a_resumed_submission_and_reattaches_after_restart() -> None:
     a, b = _Recorder(), _Recorder()
     pool = _pool(a, b)

@@ -1,0 +1,57 @@
+"""max_in_flight counts jobs at work: the next task starts while Pulsar finishes the last."""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from pathlib import Path
+
+import requests
+
+from tests.conftest import TERMINAL, TespProcess, wait_for_state
+from tests.servers import PulsarServer
+
+
+def test_a_delivered_job_frees_its_slot_while_pulsar_finishes_it(tmp_path: Path) -> None:
+    pulsar = PulsarServer(tmp_path / "pulsar").start()
+    server = TespProcess(
+        data_dir=tmp_path / "data",
+        storage=tmp_path / "storage",
+        extra_args=["--pulsar-url", pulsar.url, "--runtime", "none", "--max-in-flight", "1"],
+        env={"TESP_WORKER_PYTHON": sys.executable},
+    ).start()
+    most = {"dirs": 0, "workers": 0}
+    stop = threading.Event()
+
+    def watch() -> None:
+        while not stop.is_set():
+            most["dirs"] = max(most["dirs"], pulsar.jobs)
+            most["workers"] = max(most["workers"], pulsar.workers)
+            time.sleep(0.003)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        body = {"executors": [{"image": "a", "command": ["echo", "hi"]}]}
+        ids = [
+            requests.post(f"{server.api}/tasks", json=body, timeout=10).json()["id"]
+            for _ in range(6)
+        ]
+        finals = [wait_for_state(server.api, t, TERMINAL, timeout=120) for t in ids]
+        deadline = time.monotonic() + 30
+        while pulsar.jobs and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        watcher.join()
+        server.stop()
+        pulsar.stop()
+    assert [t["state"] for t in finals] == ["COMPLETE"] * 6
+    assert [t["logs"][0]["logs"][0]["stdout"] for t in finals] == ["hi\n"] * 6
+    # One job at work at a time; the next one was set up before Pulsar had let the last
+    # one go (Pulsar reaps and post-processes a job for 100 ms or more after its worker
+    # wrote result.json), and every job was cleaned in the end.
+    assert most["workers"] == 1, most
+    assert most["dirs"] == 2, most
+    assert pulsar.jobs == 0
