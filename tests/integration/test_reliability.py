@@ -294,7 +294,10 @@ def test_a_cancel_while_pulsar_is_unreachable_is_sent_when_it_answers(
         wait_for_state(api, task_id, {"RUNNING"}, timeout=60)
         gate.shut()
         assert requests.post(f"{api}/tasks/{task_id}:cancel", timeout=10).ok
-        time.sleep(3)
+        # The cancel is retried with back-off: 0, 1, 3, 7 s after the request. The gate
+        # opens between two tries (not at 3 s, where the try and the opening raced), so the
+        # kill lands at 3 s, while a 6 s sleeper still runs.
+        time.sleep(2.5)
         assert requests.get(f"{api}/tasks/{task_id}", timeout=10).json()["state"] == "CANCELING"
         gate.open()
         final = wait_for_state(api, task_id, TERMINAL, timeout=60)
