@@ -229,7 +229,7 @@ class TaskDriving(ServiceState):
         return True
 
     def _progress_instead_of_status(self, tracked: Tracked) -> bool:
-        """Poll a running task's progress.json rather than its job's status; True if done.
+        """Poll a started task's progress.json rather than its job's status; True if done.
 
         For a backend that cannot see the job's files cheaply (a remote Pulsar): the worker
         says DONE there the moment result.json is written, while Pulsar moves the job on
@@ -237,7 +237,7 @@ class TaskDriving(ServiceState):
         It is one call either way; the status is still read every ``poll_max`` seconds to
         notice a worker that died without a word.
         """
-        if not tracked.running or tracked.recovered:
+        if not tracked.progress_seen or tracked.recovered:
             return False
         if self.backend.finished_hint(tracked.task_id) is not None:
             return False
@@ -282,9 +282,12 @@ class TaskDriving(ServiceState):
         """
         task_id = tracked.task_id
         progress = self.backend.read_json(task_id, "progress.json") or {}
+        tracked.progress_seen = tracked.progress_seen or bool(progress)
         phase = progress.get("state")
         if phase == "DONE":
-            result = self.backend.read_json(task_id, RESULT)
+            result = progress.get("result")
+            if not isinstance(result, dict):  # a worker from before DONE carried it
+                result = self.backend.read_json(task_id, RESULT)
             if result is not None:
                 self._end_from_result(tracked, result)
                 return True

@@ -67,6 +67,9 @@ class Tracked:
     first_seen: float = field(default_factory=time.monotonic)
     unreachable_since: float | None = None
     running: bool = False
+    # The worker's progress.json was read once: from then on it is polled instead of the
+    # job's status (which is still read every poll_max seconds).
+    progress_seen: bool = False
     submitted: bool = False
     # Re-attached after a restart: Pulsar may report the job running forever.
     recovered: bool = False

@@ -257,10 +257,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     _signal.signal(_signal.SIGTERM, _signal.SIG_IGN)
     beating.release()
     try:
-        write_json_atomic(os.path.join(job_dir, "result.json"), run.result())
+        result = run.result()
+        write_json_atomic(os.path.join(job_dir, "result.json"), result)
         # DONE tells the service that result.json is final even if the Pulsar that launched
-        # this worker is gone and its successor still reports the job as running.
-        run.progress("DONE")
+        # this worker is gone and its successor still reports the job as running. It carries
+        # the result too: a service that polls progress.json over HTTP needs no second call.
+        run.progress("DONE", result=result)
     except OSError as exc:
         print(f"tesp-worker: cannot write result.json: {exc.strerror}", file=sys.stderr)
         return 1

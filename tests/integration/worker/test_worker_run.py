@@ -123,6 +123,17 @@ def test_two_executors_share_a_volume(job: Job) -> None:
     assert result["system_logs"] == []
 
 
+def test_done_progress_carries_the_result(job: Job) -> None:
+    result = job.run(job.spec([sh("echo out; echo err >&2; exit 3")]))
+    progress = json.loads((job.job_dir / "progress.json").read_text())
+    assert progress["state"] == "DONE"
+    assert progress["result"] == result  # one read gives a remote service the outcome
+    assert result["state"] == "EXECUTOR_ERROR"
+    assert [(x["exit_code"], x["stdout"], x["stderr"]) for x in result["executor_logs"]] == [
+        (3, "out\n", "err\n")
+    ]
+
+
 def test_inline_content_readable_at_its_path(job: Job) -> None:
     path = job.p("in/hello.txt")
     inputs = [{"path": path, "type": "FILE", "url": None, "content": "h\u00e9llo\n$X"}]
