@@ -64,6 +64,7 @@ HEAVY = (
     "traceback",
     "typing",
     "urllib.parse",
+    "zlib",  # only to inflate archive entries: the bytecode is stored (package.py)
 )
 
 IMPORT_ONLY = "import sys;sys.path.insert(0,sys.argv[1]);import tesp_core.worker.__main__"
