@@ -5,8 +5,8 @@ hash, kept in a sidecar file, tells whether a cached build is still current.
 
 Next to each module it carries the bytecode for this interpreter as an unchecked
 hash-based ``.pyc`` (PEP 552), stored uncompressed: zipimport never writes a cache, and
-compiling the worker from source took most of its start-up. A node whose Python has another magic number
-ignores the ``.pyc`` files and compiles the sources, as before.
+compiling the worker from source took most of its start-up. A node whose Python has
+another magic number ignores the ``.pyc`` files and compiles the sources, as before.
 """
 
 from __future__ import annotations
