@@ -234,15 +234,21 @@ class TaskDriving(ServiceState):
         For a backend that cannot see the job's files cheaply (a remote Pulsar): the worker
         says DONE there the moment result.json is written, while Pulsar moves the job on
         only after it exited and was post-processed (65 ms later for a `true` task here).
-        It is one call either way; the status is still read every ``poll_max`` seconds to
-        notice a worker that died without a word.
+        It is one call instead of two (status, then progress) from the moment Pulsar
+        launched the job. The status is still read every ``poll_max`` seconds to notice a
+        worker that died without a word, and every ``status_while_starting`` seconds until
+        the worker's first progress.json: a worker that never starts (no Python on the node)
+        is noticed as soon, and a Pulsar that serves a missing file as an error (500, with
+        a traceback in its log) is asked for one only for the worker's start-up.
         """
-        if not tracked.progress_seen or tracked.recovered:
+        if tracked.recovered or not (tracked.progress_seen or tracked.launched):
             return False
         if self.backend.finished_hint(tracked.task_id) is not None:
             return False
         now = time.monotonic()
-        if now - tracked.status_read > self.limits.poll_max:
+        limits = self.limits
+        due = limits.poll_max if tracked.progress_seen else limits.status_while_starting
+        if now - tracked.status_read > due:
             return False
         tracked.progress_read = now
         if not self._check_progress(tracked, now):
@@ -252,6 +258,7 @@ class TaskDriving(ServiceState):
     def _on_running(self, tracked: Tracked, phase: str) -> None:
         task_id = tracked.task_id
         now = time.monotonic()
+        tracked.launched = tracked.launched or phase != "queued"
         if phase != "queued" and (
             not tracked.running
             or tracked.recovered

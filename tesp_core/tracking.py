@@ -44,6 +44,9 @@ class Limits:
     # Poll at poll_min for this long after submission: most tasks are short, and Pulsar
     # only notices a finished job when asked.
     poll_fast_seconds: float = 3.0
+    # A launched job whose worker has not written progress.json yet: its status is read
+    # this often (its progress file at the poll interval).
+    status_while_starting: float = 0.25
     # Liveness of a running worker, from the heartbeat in its progress.json.
     heartbeat_check_seconds: float = 10.0
     heartbeat_stale_seconds: float = 120.0
@@ -67,6 +70,8 @@ class Tracked:
     first_seen: float = field(default_factory=time.monotonic)
     unreachable_since: float | None = None
     running: bool = False
+    # Pulsar took the job out of its queue (its status moved past "queued").
+    launched: bool = False
     # The worker's progress.json was read once: from then on it is polled instead of the
     # job's status (which is still read every poll_max seconds).
     progress_seen: bool = False
