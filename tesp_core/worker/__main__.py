@@ -11,7 +11,6 @@ import os
 import posixpath
 import sys
 
-from tesp_core.storage import redact_text
 from tesp_core.worker import jsonlite
 from tesp_core.worker.executors import (
     CANCEL,
@@ -42,6 +41,15 @@ else:
     import _signal
 
 log = get_logger("tesp_core.worker")
+
+
+def redact_text(text: str) -> str:
+    """``text`` with credentials removed (the storage package is loaded for it only on this
+    error path, or at the task's first transfer: a task without any never loads it)."""
+    from tesp_core.storage import redact_text as redact
+
+    return redact(text)
+
 
 USAGE = "usage: python3 tesp-worker.pyz SPEC_JSON JOB_DIR"
 

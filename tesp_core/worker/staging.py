@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import posixpath
 
-from tesp_core.storage import StorageError, redact_text, redact_url, transport_for
 from tesp_core.worker.logshim import get_logger, use_logging
 from tesp_core.worker.runtimes import host_path
 from tesp_core.worker.spec import TYPE_CHECKING
@@ -21,8 +20,9 @@ if TYPE_CHECKING:
     from tesp_core.worker.spec import Input, Output, WorkerSpec
 
 # Paths are plain strings here: pathlib (with urllib.parse, fnmatch...) is imported only by
-# the storage drivers, i.e. when a task really transfers something. For the same reason
-# glob and urllib.parse are imported inside the output functions that need them.
+# the storage drivers, and the drivers themselves (tesp_core.storage) only by the functions
+# that transfer something: a task without inputs or outputs loads none of it. For the same
+# reason glob and urllib.parse are imported inside the output functions that need them.
 
 log = get_logger(__name__)
 
@@ -68,6 +68,8 @@ class Layout:
 
 
 def _safe(exc: BaseException) -> str:
+    from tesp_core.storage import StorageError, redact_text
+
     if isinstance(exc, StorageError):
         return str(exc)
     return redact_text(f"{type(exc).__name__}: {exc}")
@@ -79,16 +81,21 @@ def stage_input(item: Input, layout: Layout, storage: dict[str, Any]) -> int | N
     Returns the bytes downloaded, or None for inline content (nothing was transferred).
     """
     dest = layout.host(item.path)
-    try:
-        if item.content is not None:
+    if item.content is not None:
+        try:
             os.makedirs(os.path.dirname(dest), exist_ok=True)
             with open(dest, "w", encoding="utf-8") as fh:
                 fh.write(item.content)
-            return None
-        assert item.url is not None
-        from pathlib import Path  # the drivers' API; they import pathlib anyway
+        except OSError as exc:
+            raise StagingError(f"input {item.path}: {_safe(exc)}") from exc
+        return None
+    assert item.url is not None
+    from pathlib import Path  # the drivers' API; they import pathlib anyway
 
-        use_logging()  # the drivers log through logging
+    from tesp_core.storage import StorageError, transport_for
+
+    use_logging()  # the drivers log through logging
+    try:
         transport = transport_for(item.url, storage)
         if item.type == "DIRECTORY":
             return transport.download_dir(item.url, Path(dest))
@@ -108,7 +115,10 @@ def stage_inputs(
     for item in spec.inputs:
         size = stage_input(item, layout, spec.storage)
         if size is not None and item.url is not None and staged is not None:
-            staged.append({"url": redact_url(item.url), "path": item.path, "size_bytes": str(size)})
+            from tesp_core.storage import redact_url  # loaded by the download already
+
+            url = redact_url(item.url)
+            staged.append({"url": url, "path": item.path, "size_bytes": str(size)})
         log.info("task %s: staged input %s", spec.task_id, item.path)
 
 
@@ -138,6 +148,8 @@ def _upload(
         rep.errors.append(f"output {tes_path}: refused, it links outside the job directory")
         return
     from pathlib import Path  # the drivers' API; they import pathlib anyway
+
+    from tesp_core.storage import StorageError, redact_url, transport_for
 
     use_logging()  # the drivers log through logging
     try:
