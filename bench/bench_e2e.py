@@ -10,9 +10,10 @@ runs, one after the other:
   C client threads create the tasks (``executors: [true]``) and one poller lists states
   every ``--poll`` seconds (the plain client's interval).
 
-It prints jobs per second for each and their ratio (target >= 1.0), the single-task
-latency (create to COMPLETE seen by the client, median of ``--latency-runs``) of each, and
-where TESP's single task spends its time (medians, from the task's own logs).
+It prints jobs per second for each and their ratio (target >= 1.0), the CPU time each
+process spent per job in each run (what limits throughput on a small machine), the
+single-task latency (create to COMPLETE seen by the client, median of ``--latency-runs``)
+of each, and where TESP's single task spends its time (medians, from the task's own logs).
 
     python bench/bench_e2e.py [--tasks 500] [--concurrency 8] [--poll 0.25]
 """
@@ -31,6 +32,7 @@ import uuid
 from datetime import datetime
 from pathlib import Path
 
+import psutil
 import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -186,6 +188,30 @@ def latency_pulsar(url: str, runs: int, token: str | None = None) -> float:
     return statistics.median(times) * 1000
 
 
+class CpuMeter:
+    """CPU seconds (user + sys) of the processes a run involves, read before and after."""
+
+    def __init__(self, tesp_pid: int, pulsar_pid: int) -> None:
+        self._procs = {
+            "tesp serve": psutil.Process(tesp_pid),
+            "pulsar": psutil.Process(pulsar_pid),
+            "bench client": psutil.Process(),
+        }
+
+    def read(self) -> dict[str, float]:
+        times = {name: p.cpu_times() for name, p in self._procs.items()}
+        seen = {name: t.user + t.system for name, t in times.items()}
+        # Pulsar's jobs (shell, worker, executor) are its children, reaped by then.
+        seen["jobs"] = times["pulsar"].children_user + times["pulsar"].children_system
+        return seen
+
+    @staticmethod
+    def per_job(before: dict[str, float], after: dict[str, float], n: int) -> str:
+        parts = {k: 1000 * (after[k] - before[k]) / n for k in before}
+        shown = ", ".join(f"{k} {v:.1f}" for k, v in parts.items())
+        return f"{sum(parts.values()):.1f} ms ({shown})"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", type=int, default=500)
@@ -211,12 +237,19 @@ def main() -> None:
                 args=["--pulsar-url", pulsar.url, *flags],
             )
             url, token = pulsar.url, None
+        pulsar_pid = state["pid"] if pulsar is None else pulsar.proc.pid
+        meter = CpuMeter(server.proc.pid, int(pulsar_pid))
         try:
             api = f"{server.url}/ga4gh/tes/v1"
             lat_p = latency_pulsar(url, args.latency_runs, token)
             lat_t, steps = latency_tesp(api, args.latency_runs)
+            cpu0 = meter.read()
             direct = run_pulsar_client(url, args.tasks, args.concurrency, args.poll, token)
+            time.sleep(1.0)  # the last jobs are cleaned and reaped
+            cpu1 = meter.read()
             ours = run_tesp(api, args.tasks, args.concurrency, args.poll)
+            time.sleep(1.0)
+            cpu2 = meter.read()
         finally:
             server.stop()
             if pulsar is not None:
@@ -230,6 +263,9 @@ def main() -> None:
         f"  {'tesp':<16}{args.tasks / ours:>8.1f} jobs/s   ratio {direct / ours:.2f} "
         "(target >= 1.0)"
     )
+    print("CPU per job, all processes (ms):")
+    print(f"  {'pulsar client':<16}{CpuMeter.per_job(cpu0, cpu1, args.tasks)}")
+    print(f"  {'tesp':<16}{CpuMeter.per_job(cpu1, cpu2, args.tasks)}")
     print(
         f"single task, median of {args.latency_runs}: pulsar client {lat_p:.0f} ms "
         f"(polling every 5 ms, runs `true` itself), tesp {lat_t:.0f} ms "
