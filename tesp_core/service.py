@@ -236,9 +236,20 @@ class TaskService(TaskDriving, TaskRecovery):
                     tracked.next_poll = now + tracked.interval
                     continue
                 tracked.busy = True
-                self._pool.submit(self._poll if tracked.submitted else self._submit, tracked)
+                step = self._poll if tracked.submitted else self._submit
+                self._pool.submit(self._guarded, step, tracked)
             waiting = [t.next_poll for t in self._active.values() if not t.busy]
         return max(0.0, min(waiting) - now) if waiting else self.limits.poll_max
+
+    def _guarded(self, step: Callable[[Tracked], None], tracked: Tracked) -> None:
+        """One backend step of a task, in the pool. An error no step handles (a bug, an
+        answer nobody foresaw) is logged and the step retried with back-off: left in the
+        pool's future, it would leave the task busy, and so stuck, without a word."""
+        try:
+            step(tracked)
+        except Exception:
+            log.exception("task %s: unexpected error while driving it, will retry", tracked.task_id)
+            self._backoff(tracked)
 
     def _unchanged(self, tracked: Tracked, now: float) -> bool:
         """True when a poll of this running task can be skipped: its backend shows the

@@ -14,15 +14,15 @@ import logging
 import os
 import shlex
 import threading
-import urllib.request
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlencode
 
 import urllib3
+from requests.utils import get_environ_proxies, select_proxy
 from urllib3.exceptions import HTTPError as Urllib3Error
 
 from tesp_core.backends.scheduler import scheduler_request, script_directive, submit_params
@@ -117,9 +117,13 @@ class PulsarBackend:
 
     def submit(self, job_id: str, spec: dict[str, Any], worker: Path, task: Task) -> None:
         """Set up job ``job_id``, upload the worker and its spec, and launch it."""
-        config = self._call("POST", "/jobs", params={"job_id": job_id}).json()
-        tools_dir = config["tools_directory"]
-        working_dir = config["working_directory"]
+        config = self._json_object(self._call("POST", "/jobs", params={"job_id": job_id}), "/jobs")
+        tools_dir, working_dir = config.get("tools_directory"), config.get("working_directory")
+        if not isinstance(tools_dir, str) or not isinstance(working_dir, str):
+            raise BackendError(
+                f"Pulsar at {self.url} set the job up without saying where (no "
+                "tools_directory or working_directory in its answer): is this URL a Pulsar?"
+            )
         local_working = self._local_path(working_dir)
         if self._watcher is not None and local_working is not None:
             self._watcher.add(job_id, str(local_working))
@@ -165,7 +169,7 @@ class PulsarBackend:
     def status(self, job_id: str) -> JobStatus:
         """The job's status; BackendJobLostError if Pulsar does not know it."""
         response = self._call("GET", f"/jobs/{job_id}/status", lost_ok=True)
-        data = response.json()
+        data = self._json_object(response, f"/jobs/{job_id}/status")
         raw = str(data.get("status", ""))
         phase = PULSAR_STATUS.get(raw)
         if phase is None:
@@ -261,6 +265,21 @@ class PulsarBackend:
 
     # -- HTTP -------------------------------------------------------------------------------
 
+    def _json_object(self, response: urllib3.BaseHTTPResponse, path: str) -> dict[str, Any]:
+        """The JSON object Pulsar answered; a 200 with anything else (a proxy's login or
+        maintenance page) is taken for an outage, retried like one."""
+        try:
+            value = response.json()
+        except ValueError:
+            value = None
+        if not isinstance(value, dict):
+            kind = response.headers.get("Content-Type", "no content type")
+            raise BackendUnavailableError(
+                f"Pulsar at {self.url} answered {path} with HTTP {response.status} and a body "
+                f"that is not Pulsar's JSON ({redact_text(kind)}): a proxy in the way?"
+            )
+        return value
+
     def _upload(self, job_id: str, name: str, body: bytes) -> None:
         self._call(
             "POST", f"/jobs/{job_id}/files", params={"name": name, "type": "tool"}, data=body
@@ -318,10 +337,9 @@ def _pool(url: str, size: int, timeout: float) -> urllib3.PoolManager:
     }
     if url.startswith("https:"):
         options["ca_certs"] = _ca_bundle()
-    proxies = urllib.request.getproxies()
-    host = urlsplit(url).hostname or ""
-    proxy = proxies.get("https" if url.startswith("https:") else "http")
-    if proxy and not urllib.request.proxy_bypass(host):
+    # requests' own rules: NO_PROXY with CIDR blocks and host:port entries, ALL_PROXY.
+    proxy = select_proxy(url, get_environ_proxies(url))
+    if proxy:
         return urllib3.ProxyManager(proxy, **options)
     return urllib3.PoolManager(**options)
 

@@ -1,8 +1,11 @@
-"""How TESP polls a remote Pulsar while a job starts: its progress file, and its status."""
+"""How TESP talks to a remote Pulsar: polling while a job starts, and answers that are not
+Pulsar's."""
 
 from __future__ import annotations
 
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import requests
@@ -47,3 +50,57 @@ def test_a_worker_that_never_starts_is_noticed_soon_and_asked_little(tmp_path: P
     ]
     # 0.25 s of polls at 10-50 ms apart, plus the status read's own: a few, never hundreds.
     assert 0 < len(asked) <= 40, len(asked)
+
+
+class _MaintenancePage(BaseHTTPRequestHandler):
+    """A proxy in front of Pulsar that answers everything with a 200 HTML page."""
+
+    def _page(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        self.rfile.read(length)
+        body = b"<html>maintenance</html>"
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_GET = do_POST = do_PUT = do_DELETE = _page
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def test_a_page_that_is_not_pulsar_s_json_is_an_outage_not_a_stuck_task(tmp_path: Path) -> None:
+    page = ThreadingHTTPServer(("127.0.0.1", 0), _MaintenancePage)
+    threading.Thread(target=page.serve_forever, daemon=True).start()
+    server = TespProcess(
+        data_dir=tmp_path / "data",
+        storage=tmp_path / "storage",
+        extra_args=[
+            "--pulsar-url",
+            f"http://127.0.0.1:{page.server_address[1]}",
+            "--runtime",
+            "none",
+            "--max-in-flight",
+            "1",
+        ],
+        env={"TESP_BACKEND_RETRY_SECONDS": "3"},
+    ).start()
+    try:
+        body = {"executors": [{"image": "a", "command": ["true"]}]}
+        ids = [
+            requests.post(f"{server.api}/tasks", json=body, timeout=10).json()["id"]
+            for _ in range(2)
+        ]
+        finals = [wait_for_state(server.api, t, TERMINAL, timeout=60) for t in ids]
+        full = requests.get(f"{server.api}/tasks/{ids[0]}", params={"view": "FULL"}, timeout=10)
+    finally:
+        server.stop()
+        page.shutdown()
+        page.server_close()
+    # Retried as an outage, then given up after backend_retry_seconds, each with the reason;
+    # the first task's slot did not keep the second one waiting for ever.
+    assert [t["state"] for t in finals] == ["SYSTEM_ERROR", "SYSTEM_ERROR"]
+    notes = " ".join(full.json()["logs"][0]["system_logs"])
+    assert "not Pulsar's JSON (text/html)" in notes, notes

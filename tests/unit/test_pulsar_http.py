@@ -10,7 +10,16 @@ import urllib3
 from tesp_core.backends.pulsar import PulsarBackend, _ca_bundle, _pool
 from tesp_core.errors import BackendUnavailableError
 
-PROXY_VARS = ("http_proxy", "https_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY")
+PROXY_VARS = (
+    "http_proxy",
+    "https_proxy",
+    "no_proxy",
+    "all_proxy",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "NO_PROXY",
+    "ALL_PROXY",
+)
 
 
 @pytest.fixture(autouse=True)
@@ -35,6 +44,21 @@ def test_the_scheme_s_proxy_is_used_unless_no_proxy_names_the_host(
     assert not isinstance(_pool("https://pulsar.example", 4, 5.0), urllib3.ProxyManager)
     monkeypatch.setenv("NO_PROXY", "other.example,pulsar.example")
     assert not isinstance(_pool("http://pulsar.example:8913", 4, 5.0), urllib3.ProxyManager)
+
+
+def test_no_proxy_takes_cidr_blocks_and_all_proxy_applies_to_every_scheme(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("HTTP_PROXY", "http://proxy.example:3128")
+    monkeypatch.setenv("NO_PROXY", "10.0.0.0/8")
+    assert not isinstance(_pool("http://10.1.2.3:8913", 4, 5.0), urllib3.ProxyManager)
+    assert isinstance(_pool("http://192.168.1.2:8913", 4, 5.0), urllib3.ProxyManager)
+    monkeypatch.delenv("HTTP_PROXY")
+    monkeypatch.delenv("NO_PROXY")
+    monkeypatch.setenv("ALL_PROXY", "http://all.example:3128")
+    pool = _pool("https://pulsar.example", 4, 5.0)
+    assert isinstance(pool, urllib3.ProxyManager)
+    assert pool.proxy is not None and pool.proxy.host == "all.example"
 
 
 def test_ca_bundle_is_the_named_one_or_certifi_s(monkeypatch: pytest.MonkeyPatch) -> None:
