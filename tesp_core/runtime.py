@@ -114,7 +114,7 @@ class Tesp:
                 amqp_url=s.pulsar_amqp_url,
             )
             backend, shown = self._backend(single, data_dir, zipapp)
-            return BackendPool.single(backend, shown), s.max_in_flight
+            return BackendPool.single(backend, shown, s.max_in_flight), s.max_in_flight
         members = []
         for name, b in s.backends.items():
             backend, shown = self._backend(b, data_dir, zipapp)

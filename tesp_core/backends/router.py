@@ -76,9 +76,13 @@ class BackendPool:
         self._ended: set[str] = set()
 
     @classmethod
-    def single(cls, backend: Backend, display_url: str = "") -> BackendPool:
-        """One backend named ``default`` with no limits (the single-Pulsar set-up)."""
-        profile = BackendProfile(DEFAULT_NAME, capacity=1 << 30)
+    def single(
+        cls, backend: Backend, display_url: str = "", capacity: int = 1 << 30
+    ) -> BackendPool:
+        """One backend named ``default`` (the single-Pulsar set-up) taking ``capacity``
+        jobs at once: tasks that waited for it while it was down are then placed no more
+        than that many at a time."""
+        profile = BackendProfile(DEFAULT_NAME, capacity=capacity)
         return cls([PoolMember(profile, backend, display_url)])
 
     @property

@@ -55,3 +55,44 @@ def test_a_delivered_job_frees_its_slot_while_pulsar_finishes_it(tmp_path: Path)
     assert most["workers"] == 1, most
     assert most["dirs"] == 2, most
     assert pulsar.jobs == 0
+
+
+def test_tasks_that_waited_for_a_down_pulsar_start_no_more_than_the_limit(
+    tmp_path: Path,
+) -> None:
+    pulsar = PulsarServer(tmp_path / "pulsar")  # down when the tasks come
+    server = TespProcess(
+        data_dir=tmp_path / "data",
+        storage=tmp_path / "storage",
+        extra_args=["--pulsar-url", pulsar.url, "--runtime", "none", "--max-in-flight", "1"],
+        env={"TESP_WORKER_PYTHON": sys.executable},
+    ).start()
+    most = {"workers": 0}
+    stop = threading.Event()
+
+    def watch() -> None:
+        while not stop.is_set():
+            most["workers"] = max(most["workers"], pulsar.workers)
+            time.sleep(0.005)
+
+    watcher = threading.Thread(target=watch)
+    try:
+        body = {"executors": [{"image": "a", "command": ["sh", "-c", "sleep 0.5; echo done"]}]}
+        ids = [
+            requests.post(f"{server.api}/tasks", json=body, timeout=10).json()["id"]
+            for _ in range(3)
+        ]
+        time.sleep(2)  # every task tried Pulsar and is waiting for it
+        pulsar.start()
+        watcher.start()
+        finals = [wait_for_state(server.api, t, TERMINAL, timeout=120) for t in ids]
+    finally:
+        stop.set()
+        if watcher.is_alive():
+            watcher.join()
+        server.stop()
+        pulsar.stop()
+    assert [t["state"] for t in finals] == ["COMPLETE"] * 3
+    assert [t["logs"][0]["logs"][0]["stdout"] for t in finals] == ["done\n"] * 3
+    # The tasks that waited were placed one at a time once Pulsar answered.
+    assert most["workers"] == 1, most
