@@ -235,11 +235,13 @@ class TaskDriving(ServiceState):
         says DONE there the moment result.json is written, while Pulsar moves the job on
         only after it exited and was post-processed (65 ms later for a `true` task here).
         It is one call instead of two (status, then progress) from the moment Pulsar
-        launched the job. The status is still read every ``poll_max`` seconds to notice a
-        worker that died without a word, and every ``status_while_starting`` seconds until
-        the worker's first progress.json: a worker that never starts (no Python on the node)
-        is noticed as soon, and a Pulsar that serves a missing file as an error (500, with
-        a traceback in its log) is asked for one only for the worker's start-up.
+        launched the job. The status is still read to notice a worker that died without a
+        word: every ``status_while_starting`` seconds until the worker's first
+        progress.json (a worker that never starts, no Python on the node, is noticed as
+        soon, and a Pulsar that serves a missing file as an error, 500 with a traceback in
+        its log, is asked for one only for the worker's start-up), then every
+        ``heartbeat_check_seconds`` or two slowest polls: a long task polled every
+        ``poll_max`` still has most polls read its progress, and its DONE.
         """
         if tracked.recovered or not (tracked.progress_seen or tracked.launched):
             return False
@@ -247,7 +249,11 @@ class TaskDriving(ServiceState):
             return False
         now = time.monotonic()
         limits = self.limits
-        due = limits.poll_max if tracked.progress_seen else limits.status_while_starting
+        due = (
+            max(limits.heartbeat_check_seconds, 2 * limits.poll_max)
+            if tracked.progress_seen
+            else limits.status_while_starting
+        )
         if now - tracked.status_read > due:
             return False
         tracked.progress_read = now

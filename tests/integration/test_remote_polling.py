@@ -3,6 +3,7 @@ Pulsar's."""
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -104,3 +105,36 @@ def test_a_page_that_is_not_pulsar_s_json_is_an_outage_not_a_stuck_task(tmp_path
     assert [t["state"] for t in finals] == ["SYSTEM_ERROR", "SYSTEM_ERROR"]
     notes = " ".join(full.json()["logs"][0]["system_logs"])
     assert "not Pulsar's JSON (text/html)" in notes, notes
+
+
+def test_a_long_task_polled_at_the_slowest_rate_ends_from_its_progress(tmp_path: Path) -> None:
+    """At poll_max, a running task's polls still read its progress.json (the job status
+    only every heartbeat_check_seconds): its end is the worker's DONE, not Pulsar's
+    post-processed status, so result.json is never fetched separately."""
+    pulsar = PulsarServer(tmp_path / "pulsar").start()
+    server = TespProcess(
+        data_dir=tmp_path / "data",
+        storage=tmp_path / "storage",
+        extra_args=["--pulsar-url", pulsar.url, "--runtime", "none"],
+        env={
+            "TESP_WORKER_PYTHON": sys.executable,
+            "TESP_LOG_LEVEL": "DEBUG",
+            "TESP_POLL_INTERVAL_MAX": "0.5",  # reached within 5 s of the start
+        },
+    ).start()
+    try:
+        body = {"executors": [{"image": "a", "command": ["sh", "-c", "sleep 7; echo late"]}]}
+        task_id = requests.post(f"{server.api}/tasks", json=body, timeout=10).json()["id"]
+        task = wait_for_state(server.api, task_id, TERMINAL, timeout=60)
+        full = requests.get(
+            f"{server.api}/tasks/{task_id}", params={"view": "FULL"}, timeout=10
+        ).json()
+    finally:
+        server.stop()
+        pulsar.stop()
+    assert task["state"] == "COMPLETE", task
+    assert full["logs"][0]["logs"][0]["stdout"] == "late\n"
+    log = (tmp_path / "data" / "tesp-serve.log").read_text()
+    mine = [line for line in log.splitlines() if f"/jobs/{task_id}/" in line]
+    assert not [line for line in mine if "name=result.json" in line], "ended from the status"
+    assert [line for line in mine if "name=progress.json" in line and '" 200 ' in line]
