@@ -435,6 +435,15 @@ class TaskDriving(ServiceState):
         self._forget(task_id)
 
     def _backend_down_too_long(self, tracked: Tracked, reason: str) -> bool:
+        """True when the task was given up (or already had been) for its backend's outage.
+
+        A task whose job was submitted keeps being tracked after it ended: its job may run
+        on out there (Pulsar down, its jobs alive), and is killed and cleaned when the
+        backend answers again. Until then it still takes its slot.
+        """
+        if tracked.abandoned:
+            self._backoff(tracked)
+            return True
         since = tracked.unreachable_since = tracked.unreachable_since or time.monotonic()
         if time.monotonic() - since < self.limits.backend_retry_seconds:
             return False
@@ -446,5 +455,11 @@ class TaskDriving(ServiceState):
                 f"{reason}"
             ],
         )
-        self._forget(tracked.task_id)
+        if tracked.submitted:
+            # _drain kills the job (its grace long over) and cleans it, once it can.
+            tracked.finished = tracked.abandoned = True
+            tracked.done_seen = 0.0
+            self._backoff(tracked)
+        else:
+            self._forget(tracked.task_id)
         return True

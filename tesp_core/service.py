@@ -222,7 +222,7 @@ class TaskService(TaskDriving, TaskRecovery):
             for t in self._active.values():
                 if t.unplaced:
                     unplaced += 1
-                elif t.finished and not t.cancel_wait:
+                elif t.finished and not (t.cancel_wait or t.abandoned):
                     ended += 1
             cap = self.limits.max_in_flight
             room = cap + min(unplaced, cap) + min(ended, cap)

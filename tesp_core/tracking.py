@@ -90,6 +90,9 @@ class Tracked:
     unplaced: bool = False
     # The task ended from the worker's result.json; the job is polled only to clean it.
     finished: bool = False
+    # The task ended because its backend stayed unreachable, while its job may still run
+    # there: the job is killed and cleaned once the backend answers (it keeps its slot).
+    abandoned: bool = False
     # Cancelled, and Pulsar calls the job so, but a worker it started anyway may still be
     # stopping: the job directory is kept until its result or the grace (driving._drain).
     cancel_wait: bool = False

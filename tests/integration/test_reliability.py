@@ -10,6 +10,7 @@ import socket
 import sys
 import threading
 import time
+import uuid
 from pathlib import Path
 
 import psutil
@@ -314,4 +315,38 @@ def test_a_cancel_while_pulsar_is_unreachable_is_sent_when_it_answers(
     finally:
         server.stop()
         gate.shut()
+        pulsar.stop()
+
+
+def test_a_task_given_up_for_an_outage_has_its_job_killed_and_cleaned_later(
+    tmp_path: Path,
+) -> None:
+    pulsar = PulsarServer(tmp_path / "pulsar")
+    pulsar.start()
+    server = TespProcess(
+        data_dir=tmp_path / "data",
+        storage=tmp_path / "storage",
+        extra_args=["--pulsar-url", pulsar.url, "--runtime", "none"],
+        env={"TESP_WORKER_PYTHON": sys.executable, "TESP_BACKEND_RETRY_SECONDS": "3"},
+    ).start()
+    marker = f"{uuid.uuid4().int % 10**6 + 300}.25"  # a sleep length no other job uses
+    try:
+        body = {"executors": [{"image": "a", "command": ["sleep", marker]}]}
+        task_id = requests.post(f"{server.api}/tasks", json=body, timeout=10).json()["id"]
+        wait_for_state(server.api, task_id, {"RUNNING"}, timeout=60)
+        pulsar.stop()  # its jobs live on
+        assert len(_job_processes(marker)) == 1
+        given_up = wait_for_state(server.api, task_id, TERMINAL, timeout=60)
+        assert given_up["state"] == "SYSTEM_ERROR"
+        pulsar.start()
+        deadline = time.monotonic() + 60
+        while (pulsar.jobs or _job_processes(marker)) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        # The job that ran on, unseen, was killed and its directory deleted.
+        assert _job_processes(marker) == []
+        assert pulsar.jobs == 0
+    finally:
+        for proc in _job_processes(marker):
+            proc.kill()
+        server.stop()
         pulsar.stop()
