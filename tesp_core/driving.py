@@ -245,6 +245,10 @@ class TaskDriving(ServiceState):
         """
         if tracked.recovered or not (tracked.progress_seen or tracked.launched):
             return False
+        if tracked.outlived_job:
+            # Pulsar called the job complete while the worker ran on: the status path
+            # (_on_done, _worker_alive) decides from now on, with the job's own exit.
+            return False
         if self.backend.finished_hint(tracked.task_id) is not None:
             return False
         now = time.monotonic()
