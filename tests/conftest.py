@@ -109,6 +109,17 @@ class TespProcess:
         return [self.data_dir / "tesp-serve.log", self.data_dir / "pulsar" / "pulsar.log"]
 
 
+def remote_tesp(tmp_path: Path, pulsar_url: str, *args: str, **env: str) -> TespProcess:
+    """A started ``tesp serve`` (runtime ``none``) that drives the Pulsar at ``pulsar_url``
+    with this interpreter as the worker's Python; ``args`` and ``env`` are added."""
+    return TespProcess(
+        data_dir=tmp_path / "data",
+        storage=tmp_path / "storage",
+        extra_args=["--pulsar-url", pulsar_url, "--runtime", "none", *args],
+        env={"TESP_WORKER_PYTHON": sys.executable, **env},
+    ).start()
+
+
 @pytest.fixture(scope="session")
 def tesp_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TespProcess]:
     """One real ``tesp serve`` (embedded Pulsar, default runtime) for the whole session."""

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import random
-import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import psutil
 import requests
 
-from tests.conftest import TERMINAL, TespProcess, wait_for_state
+from tests.conftest import TERMINAL, remote_tesp, wait_for_state
 from tests.servers import PulsarServer
 
 
@@ -33,26 +33,36 @@ def _at_work(marker: str) -> int:
     return count
 
 
-def test_a_delivered_job_frees_its_slot_while_pulsar_finishes_it(tmp_path: Path) -> None:
-    pulsar = PulsarServer(tmp_path / "pulsar").start()
-    server = TespProcess(
-        data_dir=tmp_path / "data",
-        storage=tmp_path / "storage",
-        extra_args=["--pulsar-url", pulsar.url, "--runtime", "none", "--max-in-flight", "1"],
-        env={"TESP_WORKER_PYTHON": sys.executable},
-    ).start()
-    most = {"dirs": 0, "executors": 0}
-    stop = threading.Event()
-    marker, body = _sleeper()
+class _Peaks:
+    """The highest value each probe returned, sampled in a thread until stopped."""
 
-    def watch() -> None:
-        while not stop.is_set():
-            most["dirs"] = max(most["dirs"], pulsar.jobs)
-            most["executors"] = max(most["executors"], _at_work(marker))
+    def __init__(self, **probes: Callable[[], int]) -> None:
+        self.most = dict.fromkeys(probes, 0)
+        self._probes = probes
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def _sample(self) -> None:
+        while not self._stop.is_set():
+            for name, probe in self._probes.items():
+                self.most[name] = max(self.most[name], probe())
             time.sleep(0.003)
 
-    watcher = threading.Thread(target=watch)
-    watcher.start()
+
+def test_a_delivered_job_frees_its_slot_while_pulsar_finishes_it(tmp_path: Path) -> None:
+    pulsar = PulsarServer(tmp_path / "pulsar").start()
+    server = remote_tesp(tmp_path, pulsar.url, "--max-in-flight", "1")
+    marker, body = _sleeper()
+    peaks = _Peaks(dirs=lambda: pulsar.jobs, executors=lambda: _at_work(marker))
+    peaks.start()
     try:
         ids = [
             requests.post(f"{server.api}/tasks", json=body, timeout=10).json()["id"]
@@ -63,8 +73,7 @@ def test_a_delivered_job_frees_its_slot_while_pulsar_finishes_it(tmp_path: Path)
         while pulsar.jobs and time.monotonic() < deadline:
             time.sleep(0.05)
     finally:
-        stop.set()
-        watcher.join()
+        peaks.stop()
         server.stop()
         pulsar.stop()
     assert [t["state"] for t in finals] == ["COMPLETE"] * 6
@@ -72,8 +81,7 @@ def test_a_delivered_job_frees_its_slot_while_pulsar_finishes_it(tmp_path: Path)
     # One job at work at a time; the next one was set up before Pulsar had let the last
     # one go (Pulsar reaps and post-processes a job for 100 ms or more after its worker
     # wrote result.json), and every job was cleaned in the end.
-    assert most["executors"] == 1, most
-    assert most["dirs"] == 2, most
+    assert peaks.most == {"dirs": 2, "executors": 1}
     assert pulsar.jobs == 0
 
 
@@ -81,22 +89,9 @@ def test_tasks_that_waited_for_a_down_pulsar_start_no_more_than_the_limit(
     tmp_path: Path,
 ) -> None:
     pulsar = PulsarServer(tmp_path / "pulsar")  # down when the tasks come
-    server = TespProcess(
-        data_dir=tmp_path / "data",
-        storage=tmp_path / "storage",
-        extra_args=["--pulsar-url", pulsar.url, "--runtime", "none", "--max-in-flight", "1"],
-        env={"TESP_WORKER_PYTHON": sys.executable},
-    ).start()
-    most = {"executors": 0}
-    stop = threading.Event()
+    server = remote_tesp(tmp_path, pulsar.url, "--max-in-flight", "1")
     marker, body = _sleeper()
-
-    def watch() -> None:
-        while not stop.is_set():
-            most["executors"] = max(most["executors"], _at_work(marker))
-            time.sleep(0.005)
-
-    watcher = threading.Thread(target=watch)
+    peaks = _Peaks(executors=lambda: _at_work(marker))
     try:
         ids = [
             requests.post(f"{server.api}/tasks", json=body, timeout=10).json()["id"]
@@ -104,15 +99,13 @@ def test_tasks_that_waited_for_a_down_pulsar_start_no_more_than_the_limit(
         ]
         time.sleep(2)  # every task tried Pulsar and is waiting for it
         pulsar.start()
-        watcher.start()
+        peaks.start()
         finals = [wait_for_state(server.api, t, TERMINAL, timeout=120) for t in ids]
     finally:
-        stop.set()
-        if watcher.is_alive():
-            watcher.join()
+        peaks.stop()
         server.stop()
         pulsar.stop()
     assert [t["state"] for t in finals] == ["COMPLETE"] * 3
     assert [t["logs"][0]["logs"][0]["exit_code"] for t in finals] == [0] * 3
     # The tasks that waited were placed one at a time once Pulsar answered.
-    assert most["executors"] == 1, most
+    assert peaks.most == {"executors": 1}

@@ -17,7 +17,7 @@ import psutil
 import pytest
 import requests
 
-from tests.conftest import TERMINAL, TespProcess, free_port, wait_for_state
+from tests.conftest import TERMINAL, TespProcess, free_port, remote_tesp, wait_for_state
 from tests.servers import PulsarServer
 
 
@@ -321,14 +321,8 @@ def test_a_cancel_while_pulsar_is_unreachable_is_sent_when_it_answers(
 def test_a_task_given_up_for_an_outage_has_its_job_killed_and_cleaned_later(
     tmp_path: Path,
 ) -> None:
-    pulsar = PulsarServer(tmp_path / "pulsar")
-    pulsar.start()
-    server = TespProcess(
-        data_dir=tmp_path / "data",
-        storage=tmp_path / "storage",
-        extra_args=["--pulsar-url", pulsar.url, "--runtime", "none"],
-        env={"TESP_WORKER_PYTHON": sys.executable, "TESP_BACKEND_RETRY_SECONDS": "3"},
-    ).start()
+    pulsar = PulsarServer(tmp_path / "pulsar").start()
+    server = remote_tesp(tmp_path, pulsar.url, TESP_BACKEND_RETRY_SECONDS="3")
     marker = f"{uuid.uuid4().int % 10**6 + 300}.25"  # a sleep length no other job uses
     try:
         body = {"executors": [{"image": "a", "command": ["sleep", marker]}]}

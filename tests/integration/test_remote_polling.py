@@ -3,16 +3,25 @@ Pulsar's."""
 
 from __future__ import annotations
 
-import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import requests
 
-from tests.conftest import TERMINAL, TespProcess, wait_for_state
+from tests.conftest import TERMINAL, TespProcess, remote_tesp, wait_for_state
 from tests.servers import PulsarServer
+
+
+def _run(server: TespProcess, command: list[str]) -> tuple[str, dict[str, Any]]:
+    """Run one task to its end; its id and its FULL view."""
+    body = {"executors": [{"image": "a", "command": command}]}
+    task_id = requests.post(f"{server.api}/tasks", json=body, timeout=10).json()["id"]
+    wait_for_state(server.api, task_id, TERMINAL, timeout=60)
+    view = requests.get(f"{server.api}/tasks/{task_id}", params={"view": "FULL"}, timeout=10)
+    return task_id, view.json()
 
 
 def test_a_worker_that_never_starts_is_noticed_soon_and_asked_little(tmp_path: Path) -> None:
@@ -21,25 +30,16 @@ def test_a_worker_that_never_starts_is_noticed_soon_and_asked_little(tmp_path: P
     ends at once, after a few requests for the missing file (each is an error on a real
     Pulsar), not after poll_max seconds of them."""
     pulsar = PulsarServer(tmp_path / "pulsar").start()
-    server = TespProcess(
-        data_dir=tmp_path / "data",
-        storage=tmp_path / "storage",
-        extra_args=["--pulsar-url", pulsar.url, "--runtime", "none"],
-        env={"TESP_WORKER_PYTHON": "/nonexistent/python3", "TESP_LOG_LEVEL": "DEBUG"},
-    ).start()
+    env = {"TESP_WORKER_PYTHON": "/nonexistent/python3", "TESP_LOG_LEVEL": "DEBUG"}
+    server = remote_tesp(tmp_path, pulsar.url, **env)
     try:
-        body = {"executors": [{"image": "a", "command": ["true"]}]}
         start = time.monotonic()
-        task_id = requests.post(f"{server.api}/tasks", json=body, timeout=10).json()["id"]
-        task = wait_for_state(server.api, task_id, TERMINAL, timeout=60)
+        task_id, full = _run(server, ["true"])
         took = time.monotonic() - start
-        full = requests.get(
-            f"{server.api}/tasks/{task_id}", params={"view": "FULL"}, timeout=10
-        ).json()
     finally:
         server.stop()
         pulsar.stop()
-    assert task["state"] == "SYSTEM_ERROR", task
+    assert full["state"] == "SYSTEM_ERROR", full
     notes = " ".join(full["logs"][0]["system_logs"])
     assert "/nonexistent/python3: No such file or directory" in notes, notes
     assert took < 5, took
@@ -112,27 +112,15 @@ def test_a_long_task_polled_at_the_slowest_rate_ends_from_its_progress(tmp_path:
     only every heartbeat_check_seconds): its end is the worker's DONE, not Pulsar's
     post-processed status, so result.json is never fetched separately."""
     pulsar = PulsarServer(tmp_path / "pulsar").start()
-    server = TespProcess(
-        data_dir=tmp_path / "data",
-        storage=tmp_path / "storage",
-        extra_args=["--pulsar-url", pulsar.url, "--runtime", "none"],
-        env={
-            "TESP_WORKER_PYTHON": sys.executable,
-            "TESP_LOG_LEVEL": "DEBUG",
-            "TESP_POLL_INTERVAL_MAX": "0.5",  # reached within 5 s of the start
-        },
-    ).start()
+    # poll_max 0.5 s: reached within 5 s of the start.
+    env = {"TESP_LOG_LEVEL": "DEBUG", "TESP_POLL_INTERVAL_MAX": "0.5"}
+    server = remote_tesp(tmp_path, pulsar.url, **env)
     try:
-        body = {"executors": [{"image": "a", "command": ["sh", "-c", "sleep 7; echo late"]}]}
-        task_id = requests.post(f"{server.api}/tasks", json=body, timeout=10).json()["id"]
-        task = wait_for_state(server.api, task_id, TERMINAL, timeout=60)
-        full = requests.get(
-            f"{server.api}/tasks/{task_id}", params={"view": "FULL"}, timeout=10
-        ).json()
+        task_id, full = _run(server, ["sh", "-c", "sleep 7; echo late"])
     finally:
         server.stop()
         pulsar.stop()
-    assert task["state"] == "COMPLETE", task
+    assert full["state"] == "COMPLETE", full
     assert full["logs"][0]["logs"][0]["stdout"] == "late\n"
     log = (tmp_path / "data" / "tesp-serve.log").read_text()
     mine = [line for line in log.splitlines() if f"/jobs/{task_id}/" in line]
