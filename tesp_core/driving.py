@@ -268,7 +268,8 @@ class TaskDriving(ServiceState):
     def _on_running(self, tracked: Tracked, phase: str) -> None:
         task_id = tracked.task_id
         now = time.monotonic()
-        tracked.launched = tracked.launched or phase != "queued"
+        if phase != "queued" and not tracked.launched:
+            tracked.launched, tracked.launched_at = True, now
         if phase != "queued" and (
             not tracked.running
             or tracked.recovered

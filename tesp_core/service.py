@@ -275,7 +275,11 @@ class TaskService(TaskDriving, TaskRecovery):
             if tracked.local:
                 return limits.poll_min_local
             shared = len(self._active) / limits.poll_rate
-            return min(limits.poll_min, max(limits.poll_min_local, shared))
+            interval = min(limits.poll_min, max(limits.poll_min_local, shared))
+            if tracked.launched and not tracked.progress_seen:
+                waited = (now - tracked.launched_at) / limits.starting_backoff
+                return max(interval, min(waited, limits.status_while_starting))
+            return interval
         return min(tracked.interval * 1.5, limits.poll_max)
 
     def _reschedule(self, tracked: Tracked, *, reset: bool = False) -> None:

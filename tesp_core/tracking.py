@@ -45,8 +45,12 @@ class Limits:
     # only notices a finished job when asked.
     poll_fast_seconds: float = 3.0
     # A launched job whose worker has not written progress.json yet: its status is read
-    # this often (its progress file at the poll interval).
+    # this often. Its progress file is asked for at the poll interval, but no more often
+    # than every 1/starting_backoff of the time since launch (up to the status's period):
+    # a worker starts in 50-100 ms, and one that starts slowly, or never, is not asked for
+    # a missing file (an error on Pulsar's side) hundreds of times.
     status_while_starting: float = 0.25
+    starting_backoff: float = 8.0
     # Liveness of a running worker, from the heartbeat in its progress.json.
     heartbeat_check_seconds: float = 10.0
     heartbeat_stale_seconds: float = 120.0
@@ -70,8 +74,9 @@ class Tracked:
     first_seen: float = field(default_factory=time.monotonic)
     unreachable_since: float | None = None
     running: bool = False
-    # Pulsar took the job out of its queue (its status moved past "queued").
+    # Pulsar took the job out of its queue (its status moved past "queued"), and when.
     launched: bool = False
+    launched_at: float = 0.0
     # The worker's progress.json was read once: from then on it is polled instead of the
     # job's status (which is still read every poll_max seconds).
     progress_seen: bool = False
