@@ -20,6 +20,7 @@ from tesp_core.results import (
     explain_result,
     live_logs,
     no_result,
+    now_rfc3339,
     ran_to_its_end,
     result_state,
     start_log,
@@ -70,11 +71,17 @@ class TaskDriving(ServiceState):
             self._forget(task_id)
             return
         self.store.update_backend(task_id, {"submitted": True, "backend": name})
-        tracked.submitted, tracked.unreachable_since, tracked.unplaced = True, None, False
+        waited = self._reached(tracked)
+        tracked.submitted, tracked.unplaced = True, False
+        note = (
+            None
+            if waited is None
+            else f"{now_rfc3339()} submitted to backend {name} after waiting {waited:.0f} s"
+        )
         tracked.local = self.backend.finished_hint(task_id) is not None
         tracked.multi_executor = len(stored.task.executors) > 1
         meta = self.backend.metadata(name, task_id)
-        self._transition(task_id, State.QUEUED, lambda t: start_log(t, meta))
+        self._transition(task_id, State.QUEUED, lambda t: start_log(t, meta, note))
         log.info("task %s: submitted to backend %s", task_id, name)
         current = self.store.get(task_id)
         if current is not None and current.task.state is State.CANCELING:
@@ -139,7 +146,7 @@ class TaskDriving(ServiceState):
                 return
             tracked.status_read = time.monotonic()
             status = self.backend.status(task_id)
-            tracked.unreachable_since = None
+            self._reached(tracked)
             if status.phase in ("queued", "initializing", "running"):
                 self._on_running(tracked, status.phase)
                 return
@@ -300,6 +307,7 @@ class TaskDriving(ServiceState):
         """
         task_id = tracked.task_id
         progress = self.backend.read_json(task_id, "progress.json") or {}
+        self._reached(tracked)
         tracked.progress_seen = tracked.progress_seen or bool(progress)
         phase = progress.get("state")
         if phase == "DONE":
@@ -439,6 +447,20 @@ class TaskDriving(ServiceState):
             log.warning("task %s: cleaning the Pulsar job failed: %s", task_id, exc)
         self._forget(task_id)
 
+    def _reached(self, tracked: Tracked) -> float | None:
+        """The backend answered: end the outage this task saw, if any, and say so in its
+        system logs once it was submitted. How long the outage lasted, or None."""
+        since = tracked.unreachable_since
+        if since is None or tracked.abandoned:
+            return None
+        tracked.unreachable_since = None
+        lasted = time.monotonic() - since
+        if tracked.submitted:
+            self._note(
+                tracked.task_id, f"{now_rfc3339()} the backend answered again after {lasted:.0f} s"
+            )
+        return lasted
+
     def _backend_down_too_long(self, tracked: Tracked, reason: str) -> bool:
         """True when the task was given up (or already had been) for its backend's outage.
 
@@ -449,8 +471,18 @@ class TaskDriving(ServiceState):
         if tracked.abandoned:
             self._backoff(tracked)
             return True
-        since = tracked.unreachable_since = tracked.unreachable_since or time.monotonic()
-        if time.monotonic() - since < self.limits.backend_retry_seconds:
+        retry = self.limits.backend_retry_seconds
+        if tracked.unreachable_since is None:
+            tracked.unreachable_since = time.monotonic()
+            # Said in the task itself: a client sees why it waits (QUEUED, or RUNNING
+            # with no news) without the server's log.
+            line = (
+                f"{now_rfc3339()} lost contact with the backend, its job may run on: {reason}"
+                if tracked.submitted
+                else f"{now_rfc3339()} waiting for a backend: {reason}"
+            )
+            self._note(tracked.task_id, f"{line}; TESP retries for up to {retry:g} s")
+        if time.monotonic() - tracked.unreachable_since < retry:
             return False
         self._finish(
             tracked.task_id,

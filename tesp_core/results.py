@@ -106,9 +106,11 @@ def live_logs(task: Task, finished: list[Any]) -> None:
     task.logs = [tlog]
 
 
-def start_log(task: Task, metadata: dict[str, str]) -> None:
-    """A new task log, started now: the task just reached its backend."""
-    task.logs = [TaskLog(start_time=now_rfc3339(), metadata=metadata)]
+def start_log(task: Task, metadata: dict[str, str], note: str | None = None) -> None:
+    """A new task log, started now: the task just reached its backend. It keeps what the
+    service noted while the task waited (an outage), and ``note``."""
+    notes = [*(task.logs[0].system_logs or [] if task.logs else []), *([note] if note else [])]
+    task.logs = [TaskLog(start_time=now_rfc3339(), metadata=metadata, system_logs=notes or None)]
 
 
 def apply_result(tlog: TaskLog, result: dict[str, Any]) -> None:
@@ -118,4 +120,5 @@ def apply_result(tlog: TaskLog, result: dict[str, Any]) -> None:
     tlog.logs = [ExecutorLog.model_validate(e) for e in result.get("executor_logs", [])]
     tlog.outputs = [OutputFileLog.model_validate(o) for o in result.get("outputs", [])]
     if result.get("system_logs"):
-        tlog.system_logs = [str(s) for s in result["system_logs"]]
+        # After what the service noted while the task ran (an outage), if anything.
+        tlog.system_logs = [*(tlog.system_logs or []), *(str(s) for s in result["system_logs"])]

@@ -356,6 +356,19 @@ class TaskService(TaskDriving, TaskRecovery):
             log.info("task %s: %s -> %s", task_id, current.value, state.value)
         return True
 
+    def _note(self, task_id: str, line: str) -> None:
+        """Add a line to a task's system logs, its state unchanged (dropped if the task
+        moved on meanwhile, or ended)."""
+
+        def add(task: Task) -> None:
+            tlog = task.logs[0] if task.logs else TaskLog()
+            tlog.system_logs = [*(tlog.system_logs or []), line]
+            task.logs = [tlog]
+
+        stored = self.store.get(task_id)
+        if stored is not None and stored.task.state is not None:
+            self._transition(task_id, stored.task.state, add)
+
     def _finish(
         self,
         task_id: str,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import socket
 import sys
@@ -93,19 +94,29 @@ def test_pulsar_down_then_back_and_deadline(tmp_path: Path) -> None:
             timeout=10,
         ).json()["id"]
         time.sleep(1.5)
-        # The API keeps answering while Pulsar is down; the task waits, QUEUED.
-        assert requests.get(f"{api}/tasks/{early}", timeout=5).json()["state"] == "QUEUED"
+        # The API keeps answering while Pulsar is down; the task waits, QUEUED, and says why.
+        waiting = requests.get(f"{api}/tasks/{early}?view=FULL", timeout=5).json()
+        assert waiting["state"] == "QUEUED"
+        [why] = waiting["logs"][0]["system_logs"]
+        assert f"waiting for a backend: Pulsar at {pulsar.url} unreachable" in why, why
+        assert why.endswith("; TESP retries for up to 8 s"), why
         pulsar.start()
         done = wait_for_state(api, early, TERMINAL, timeout=60)
         assert done["state"] == "COMPLETE"
         assert done["logs"][0]["logs"][0]["stdout"] == "waited\n"
+        # The wait stays on record, with its end.
+        then, submitted = done["logs"][0]["system_logs"]
+        assert then == why
+        assert re.search(r"submitted to backend \S+ after waiting \d+ s$", submitted), submitted
         pulsar.stop()
         late = requests.post(
             f"{api}/tasks", json={"executors": [{"image": "a", "command": ["true"]}]}, timeout=10
         ).json()["id"]
         failed = wait_for_state(api, late, TERMINAL, timeout=60)
         assert failed["state"] == "SYSTEM_ERROR"
-        assert "unreachable for over 8 s" in failed["logs"][0]["system_logs"][0]
+        waited, gave_up = failed["logs"][0]["system_logs"]
+        assert "waiting for a backend" in waited, waited
+        assert "unreachable for over 8 s" in gave_up, gave_up
     finally:
         server.stop()
         pulsar.stop()
@@ -211,6 +222,9 @@ def test_a_wrong_pulsar_token_makes_tasks_wait_not_fail(tmp_path: Path) -> None:
         time.sleep(3)
         task = requests.get(f"{server.api}/tasks/{task_id}?view=FULL", timeout=10).json()
         assert task["state"] == "QUEUED"
+        [why] = task["logs"][0]["system_logs"]
+        assert f"waiting for a backend: Pulsar at {pulsar.url} refused TESP's token" in why, why
+        assert "a-wrong-token-77" not in json.dumps(task)
         log = server.log_text()
         assert "refused TESP's token" in log
         assert "a-wrong-token-77" not in log
@@ -343,4 +357,41 @@ def test_a_task_given_up_for_an_outage_has_its_job_killed_and_cleaned_later(
         for proc in _job_processes(marker):
             proc.kill()
         server.stop()
+        pulsar.stop()
+
+
+def test_an_outage_while_a_task_runs_is_on_its_record(tmp_path: Path) -> None:
+    """Pulsar unreachable for a while under a running task: the task says so in its system
+    logs while it lasts (a client sees why nothing moves), then when it ended; the job ran on
+    and its task completes."""
+    pulsar = PulsarServer(tmp_path / "pulsar").start()
+    gate = _Gate(pulsar.port)
+    gate.open()
+    server = remote_tesp(tmp_path, f"http://127.0.0.1:{gate.port}")
+    try:
+        api = server.api
+        body = {"executors": [{"image": "a", "command": ["sh", "-c", "sleep 6; echo ran on"]}]}
+        task_id = requests.post(f"{api}/tasks", json=body, timeout=10).json()["id"]
+        wait_for_state(api, task_id, {"RUNNING"}, timeout=60)
+        gate.shut()
+        # Polled at most poll_max (2 s) apart: the outage is seen within that.
+        deadline, notes = time.monotonic() + 10, []
+        while time.monotonic() < deadline and not notes:
+            time.sleep(0.2)
+            full = requests.get(f"{api}/tasks/{task_id}?view=FULL", timeout=10).json()
+            notes = full["logs"][0].get("system_logs") or []
+        assert full["state"] == "RUNNING"
+        [lost] = notes
+        url = f"http://127.0.0.1:{gate.port}"
+        assert f"lost contact with the backend, its job may run on: Pulsar at {url}" in lost, lost
+        gate.open()
+        done = wait_for_state(api, task_id, TERMINAL, timeout=60)
+        assert done["state"] == "COMPLETE", done
+        assert done["logs"][0]["logs"][0]["stdout"] == "ran on\n"
+        then, back = done["logs"][0]["system_logs"]
+        assert then == lost
+        assert re.search(r"the backend answered again after \d+ s$", back), back
+    finally:
+        server.stop()
+        gate.shut()
         pulsar.stop()
