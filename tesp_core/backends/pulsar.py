@@ -249,9 +249,11 @@ class PulsarBackend:
         self._call("DELETE", f"/jobs/{job_id}")
 
     def healthy(self) -> bool:
-        """True when Pulsar answers its health check (which checks TESP's token too)."""
+        """True when Pulsar answers its health check (which checks TESP's token too) with
+        its own JSON: a proxy's page answering 200 is no Pulsar (and would make a down
+        backend flap up and down)."""
         try:
-            return self._call("GET", "/healthz").status < 400
+            return "version" in self._json_object(self._call("GET", "/healthz"), "/healthz")
         except BackendError:
             return False
 

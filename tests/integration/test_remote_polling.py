@@ -43,6 +43,7 @@ def test_a_worker_that_never_starts_is_noticed_soon_and_asked_little(tmp_path: P
         pulsar.stop()
     assert full["state"] == "SYSTEM_ERROR", full
     notes = " ".join(full["logs"][0]["system_logs"])
+    assert notes.startswith("the worker never started: the job ended with code 127 before"), notes
     assert "/nonexistent/python3: No such file or directory" in notes, notes
     assert took < 5, took
     log = (tmp_path / "data" / "tesp-serve.log").read_text()
@@ -129,6 +130,9 @@ def test_a_page_that_is_not_pulsar_s_json_is_an_outage_not_a_stuck_task(tmp_path
         ]
         finals = [wait_for_state(server.api, t, TERMINAL, timeout=60) for t in ids]
         full = requests.get(f"{server.api}/tasks/{ids[0]}", params={"view": "FULL"}, timeout=10)
+        # The page is no Pulsar to the health check either: not ready, and not up again.
+        ready = requests.get(f"{server.url}/readyz", timeout=10)
+        log = server.log_text()
     finally:
         server.stop()
         page.shutdown()
@@ -138,6 +142,9 @@ def test_a_page_that_is_not_pulsar_s_json_is_an_outage_not_a_stuck_task(tmp_path
     assert [t["state"] for t in finals] == ["SYSTEM_ERROR", "SYSTEM_ERROR"]
     notes = " ".join(full.json()["logs"][0]["system_logs"])
     assert "not Pulsar's JSON (text/html)" in notes, notes
+    assert ready.status_code == 503, ready.text
+    assert ready.json()["checks"]["backend"] == "not healthy", ready.text
+    assert "answers again" not in log, log
 
 
 def test_a_long_task_polled_at_the_slowest_rate_ends_from_its_progress(tmp_path: Path) -> None:
