@@ -277,6 +277,9 @@ class TaskDriving(ServiceState):
         now = time.monotonic()
         if phase != "queued" and not tracked.launched:
             tracked.launched, tracked.launched_at = True, now
+            # The worker's silence counts from here, not from when TESP took the task: it
+            # may have waited long for its backend, or in a scheduler's queue.
+            tracked.heartbeat_seen = now
         if phase != "queued" and (
             not tracked.running
             or tracked.recovered
@@ -329,18 +332,25 @@ class TaskDriving(ServiceState):
             tracked.heartbeat, tracked.heartbeat_seen = beat, now
         elif now - tracked.heartbeat_seen > self.limits.heartbeat_stale_seconds:
             self._kill(task_id)
-            self._finish(
-                task_id,
-                State.SYSTEM_ERROR,
-                [
-                    "the worker stopped reporting (no heartbeat for "
-                    f"{self.limits.heartbeat_stale_seconds:g} s) while Pulsar still lists the job "
-                    "as running; the compute node or Pulsar was probably restarted"
-                ],
-            )
+            self._finish(task_id, State.SYSTEM_ERROR, [self._silence(tracked)])
             self._clean(task_id)
             return True
         return False
+
+    def _silence(self, tracked: Tracked) -> str:
+        """Why a job Pulsar lists as running was given up: its worker went silent."""
+        stale = self.limits.heartbeat_stale_seconds
+        if tracked.heartbeat is None:
+            return (
+                f"the worker never reported: no progress.json {stale:g} s after Pulsar launched "
+                "the job, which it still lists as running; the job is stuck before the worker "
+                "(the job script's set-up, or the worker's Python on the compute node: "
+                "worker_python)"
+            )
+        return (
+            f"the worker stopped reporting (no heartbeat for {stale:g} s) while Pulsar still "
+            "lists the job as running; the compute node or Pulsar was probably restarted"
+        )
 
     def _on_done(self, tracked: Tracked, status: JobStatus) -> None:
         task_id, phase = tracked.task_id, status.phase

@@ -74,18 +74,20 @@ def no_result(status: JobStatus, *, started: bool, note: str = "") -> str:
         message = (
             f"the worker ended (Pulsar status {status.phase!r}) without writing {RESULT}{note}"
         )
+    elif status.launch_failed:
+        message = (
+            "Pulsar could not start the job: its submission to the scheduler failed (Pulsar "
+            "keeps the scheduler's reason nowhere it reports: its log names the submit "
+            "command, the scheduler's log the reason)"
+        )
     else:
         # The worker writes progress.json first thing: it never ran.
+        code = "" if status.returncode is None else f" with code {status.returncode}"
         message = (
-            "Pulsar could not start the job (its scheduler refused it, or the job script "
-            "failed before the worker started); see the Pulsar log"
+            f"the worker never started: the job ended{code} before the worker's first "
+            "write (progress.json); check the worker's Python on the compute node "
+            "(worker_python) and the Pulsar log"
         )
-        if status.launch_failed:
-            message += (
-                "; Pulsar's submission to the scheduler failed (Pulsar keeps the scheduler's "
-                "reason nowhere it reports: its log names the submit command, the scheduler's "
-                "log the reason)"
-            )
     for what, text in (("its stderr", status.stderr), ("the job's stderr", status.job_stderr)):
         tail = redact_text(text).strip()[-1000:]
         if tail:

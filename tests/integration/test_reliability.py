@@ -12,6 +12,7 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import psutil
@@ -395,3 +396,62 @@ def test_an_outage_while_a_task_runs_is_on_its_record(tmp_path: Path) -> None:
         server.stop()
         gate.shut()
         pulsar.stop()
+
+
+def test_a_worker_s_silence_counts_from_its_job_s_launch(tmp_path: Path) -> None:
+    """Two tasks across a 22 s outage, with heartbeat_stale_seconds at 20. One was launched
+    before it and its worker hangs before its first word: it ends SYSTEM_ERROR, saying the
+    worker never reported. The other waited, QUEUED, for the whole outage: it completes (its
+    silence counted from its launch, not from when TESP took it, which killed it at once)."""
+    hang = "HANG-BEFORE-START-" + uuid.uuid4().hex[:8]
+    marker = f"{uuid.uuid4().int % 10**6 + 300}.5"  # a sleep length no other job uses
+    python = tmp_path / "python"
+    python.write_text(
+        "#!/bin/sh\n"
+        f'for a in "$@"; do [ -f "$a" ] && grep -q {hang} "$a" && exec sleep {marker}; done\n'
+        f'exec {sys.executable} "$@"\n'
+    )
+    python.chmod(0o755)
+    pulsar = PulsarServer(tmp_path / "pulsar").start()
+    gate = _Gate(pulsar.port)
+    gate.open()
+    server = remote_tesp(
+        tmp_path,
+        f"http://127.0.0.1:{gate.port}",
+        TESP_WORKER_PYTHON=str(python),
+        TESP_HEARTBEAT_STALE_SECONDS="20",
+    )
+    try:
+        api = server.api
+
+        def post(command: list[str]) -> str:
+            body = {"executors": [{"image": "a", "command": command}]}
+            return str(requests.post(f"{api}/tasks", json=body, timeout=10).json()["id"])
+
+        hung = post(["echo", hang])
+        _wait_until(lambda: bool(_job_processes(marker)), "the hanging job never launched")
+        gate.shut()
+        waited = post(["echo", "waited out the outage"])
+        time.sleep(22)
+        gate.open()
+        done = wait_for_state(api, waited, TERMINAL, timeout=60)
+        assert done["state"] == "COMPLETE", done
+        assert done["logs"][0]["logs"][0]["stdout"] == "waited out the outage\n"
+        given_up = wait_for_state(api, hung, TERMINAL, timeout=60)
+        assert given_up["state"] == "SYSTEM_ERROR", given_up
+        last = given_up["logs"][0]["system_logs"][-1]
+        assert last.startswith(
+            "the worker never reported: no progress.json 20 s after Pulsar launched the job"
+        ), last
+        _wait_until(lambda: not _job_processes(marker), "the hung job was not killed")
+    finally:
+        server.stop()
+        gate.shut()
+        pulsar.stop()
+
+
+def _wait_until(check: Callable[[], bool], failure: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, failure
+        time.sleep(0.2)

@@ -21,13 +21,15 @@ from tests.cluster.slurm import SlurmCluster
 from tests.conftest import TERMINAL, TespProcess, wait_for_state
 from tests.integration.cluster.conftest import STALE_SECONDS
 
-NOT_STARTED = (
-    "Pulsar could not start the job (its scheduler refused it, or the job script failed "
-    "before the worker started); see the Pulsar log"
-)
 SUBMIT_FAILED = (
-    "; Pulsar's submission to the scheduler failed (Pulsar keeps the scheduler's reason "
-    "nowhere it reports: its log names the submit command, the scheduler's log the reason)"
+    "Pulsar could not start the job: its submission to the scheduler failed (Pulsar keeps the "
+    "scheduler's reason nowhere it reports: its log names the submit command, the scheduler's "
+    "log the reason)"
+)
+NEVER_STARTED = "the worker never started: the job ended"
+NEVER_STARTED_HINT = (
+    " before the worker's first write (progress.json); check the worker's Python on the "
+    "compute node (worker_python) and the Pulsar log; the job's stderr ends with: "
 )
 UNREQUESTED_STOP = (
     "the job was stopped by a signal TESP did not send (SIGTERM): a scheduler time limit, "
@@ -81,7 +83,7 @@ def test_a_job_the_scheduler_refuses_says_pulsar_could_not_start_it(
     )
     done = wait_for_state(slurm_tesp.api, task_id, TERMINAL, timeout=60)
     assert done["state"] == "SYSTEM_ERROR"
-    assert done["logs"][0]["system_logs"] == [NOT_STARTED + SUBMIT_FAILED]
+    assert done["logs"][0]["system_logs"] == [SUBMIT_FAILED]
     assert done["logs"][0]["logs"] == []
 
 
@@ -99,7 +101,8 @@ def test_a_job_script_failing_before_the_worker_shows_the_jobs_stderr(
     done = wait_for_state(api, task_id, TERMINAL, timeout=60)
     assert done["state"] == "SYSTEM_ERROR"
     [message] = done["logs"][0]["system_logs"]
-    assert message.startswith(NOT_STARTED + "; the job's stderr ends with: "), message
+    assert message.startswith(NEVER_STARTED), message
+    assert NEVER_STARTED_HINT in message, message
     # bash's own words, from the job script Slurm ran (its stderr file, via Pulsar's status)
     assert message.endswith("/nonexistent/bin/python3: No such file or directory"), message
 
