@@ -137,6 +137,11 @@ class TaskDriving(ServiceState):
                 return
             if tracked.kill_pending:
                 self._kill(task_id)
+            asked = tracked.stop_asked
+            if asked is not None and time.monotonic() - asked > self.limits.stop_grace_seconds:
+                log.warning("task %s: the worker did not stop when asked: killing it", task_id)
+                tracked.stop_asked = None
+                self._kill(task_id)
             if self._finished_early(tracked):
                 return
             if self._quiet(tracked):
@@ -433,6 +438,32 @@ class TaskDriving(ServiceState):
                 tracked.task_id,
             )
         return True
+
+    def _ask_stop(self, task_id: str) -> None:
+        """A cancel through TES: ask a running worker to stop, so that its executor is
+        TERMed (KILLed after 5 s) and the task ends CANCELED with the executor's log and
+        what it printed. Pulsar's own kill (SIGKILL of the whole job, no log) is what a
+        job gets that has not launched, whose backend cannot take the request, or whose
+        worker does not answer within ``stop_grace_seconds``."""
+        with self._lock:
+            tracked = self._active.get(task_id)
+        started = tracked is not None and (tracked.launched or tracked.progress_seen)
+        if tracked is None or not started or tracked.finished:
+            self._kill(task_id)
+            return
+        try:
+            asked = self.backend.request_stop(task_id)
+        except BackendError as exc:
+            log.info("task %s: no stop request (%s): killing the job", task_id, exc)
+            asked = False
+        if not asked:
+            self._kill(task_id)
+            return
+        log.info("task %s: asked the worker to stop", task_id)
+        with self._lock:
+            tracked.stop_asked = time.monotonic()
+            tracked.interval, tracked.next_poll = self.limits.poll_min, 0.0
+        self._wake.set()
 
     def _kill(self, task_id: str) -> None:
         delivered = True

@@ -75,7 +75,7 @@ class TaskRecovery(ServiceState):
             # Not yet submitted: _submit sees CANCELING and does not start it.
             if tracked is not None and tracked.submitted:
                 log.info("task %s: cancel requested through another replica", task_id)
-                self._pool.submit(self._kill, task_id)
+                self._pool.submit(self._ask_stop, task_id)
 
     def _drop_lost(self, held: set[str]) -> None:
         """Stop driving every tracked task that another replica took over."""

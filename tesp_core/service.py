@@ -165,7 +165,7 @@ class TaskService(TaskDriving, TaskRecovery):
             tracked = self._active.get(task_id)
         log.info("task %s: cancel requested", task_id)
         if tracked is not None:
-            self._pool.submit(self._kill, task_id)
+            self._pool.submit(self._ask_stop, task_id)
 
     # -- lifecycle --------------------------------------------------------------------------
 

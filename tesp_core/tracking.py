@@ -54,6 +54,10 @@ class Limits:
     # Liveness of a running worker, from the heartbeat in its progress.json.
     heartbeat_check_seconds: float = 10.0
     heartbeat_stale_seconds: float = 120.0
+    # A cancel through TES asks a running worker to stop its executor (TERM, then KILL after
+    # 5 s) and report, with the executor's log; Pulsar kills the job if it has not within
+    # this long (a worker that cannot see the request, on a lagging shared file system).
+    stop_grace_seconds: float = 10.0
     # How long Pulsar may lag behind a worker that reported DONE before TESP ends the task.
     done_grace_seconds: float = 5.0
     max_task_seconds: float | None = None
@@ -103,6 +107,9 @@ class Tracked:
     cancel_wait: bool = False
     # Pulsar called the job complete while the worker's heartbeat still moved.
     outlived_job: bool = False
+    # A cancel through TES asked the worker to stop, at this time: the job is killed if
+    # no result came within stop_grace_seconds.
+    stop_asked: float | None = None
     # A cancel that could not reach the backend: sent again at every poll until it does.
     kill_pending: bool = False
     # The backend shows this job's files locally (cheap to watch).
@@ -168,3 +175,5 @@ class ServiceState:
         def _park(self, tracked: Tracked, freed: int) -> None: ...
 
         def _kill(self, task_id: str) -> None: ...
+
+        def _ask_stop(self, task_id: str) -> None: ...

@@ -42,6 +42,10 @@ class Backend(Protocol):
     def cancel(self, job_id: str) -> None:
         """Kill the job."""
 
+    def request_stop(self, job_id: str) -> bool:
+        """Ask the job's worker to stop its executor and report CANCELED (a cancel through
+        TES), by a file in its working directory; False when this backend cannot."""
+
     def clean(self, job_id: str) -> None:
         """Remove what the job left on the backend."""
 

@@ -35,6 +35,7 @@ from tesp_core.errors import (
 )
 from tesp_core.models import Task
 from tesp_core.storage.redact import redact_text
+from tesp_core.worker.executors import STOP_REQUEST as STOP_FILE
 from tesp_core.worker.package import worker_command
 
 log = logging.getLogger(__name__)
@@ -242,6 +243,21 @@ class PulsarBackend:
         """Kill the job (its whole process tree)."""
         self._call("PUT", f"/jobs/{job_id}/cancel")
 
+    def request_stop(self, job_id: str) -> bool:
+        """Put the worker's stop request into the job's working directory."""
+        if self._local_staging is not None:
+            try:
+                with open(self._local_file(job_id, STOP_FILE), "xb"):
+                    pass
+            except FileExistsError:
+                pass
+            except OSError as exc:  # the job directory is gone: nothing to stop
+                log.debug("task %s: no stop request written: %s", job_id, exc)
+                return False
+            return True
+        self._upload(job_id, STOP_FILE, b"", kind="workdir")
+        return True
+
     def clean(self, job_id: str) -> None:
         """Delete the job's directory on the Pulsar side."""
         if self._watcher is not None:
@@ -282,10 +298,8 @@ class PulsarBackend:
             )
         return value
 
-    def _upload(self, job_id: str, name: str, body: bytes) -> None:
-        self._call(
-            "POST", f"/jobs/{job_id}/files", params={"name": name, "type": "tool"}, data=body
-        )
+    def _upload(self, job_id: str, name: str, body: bytes, *, kind: str = "tool") -> None:
+        self._call("POST", f"/jobs/{job_id}/files", params={"name": name, "type": kind}, data=body)
 
     def _call(
         self,

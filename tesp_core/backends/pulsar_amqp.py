@@ -193,6 +193,10 @@ class PulsarAmqpBackend:
         self._asked.pop(job_id, None)
         self._cancel.kill(job_id)
 
+    def request_stop(self, job_id: str) -> bool:
+        """Pulsar over a message queue takes no files after the launch: a cancel kills."""
+        return False
+
     def clean(self, job_id: str) -> None:
         """Remove the job's directory on the Pulsar side (through a clean-up job)."""
         _check_job_id(job_id)

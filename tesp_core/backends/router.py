@@ -265,6 +265,10 @@ class BackendPool:
         """Kill the job on its backend."""
         self._call(job_id, lambda b: b.cancel(job_id))
 
+    def request_stop(self, job_id: str) -> bool:
+        """Ask the job's worker, through its backend, to stop."""
+        return self._call(job_id, lambda b: b.request_stop(job_id))
+
     def clean(self, job_id: str) -> None:
         """Remove the job from its backend."""
         self._call(job_id, lambda b: b.clean(job_id))

@@ -10,16 +10,18 @@ import _thread
 import os
 import posixpath
 import sys
+import time
 
 from tesp_core.worker import jsonlite
 from tesp_core.worker.executors import (
     CANCEL,
-    PULSAR_CANCELLED,
+    TESP_STOPPED,
     Canceled,
     ExecutorRunner,
     ExecutorSetupError,
+    cancel_reason,
     now,
-    pulsar_cancelled,
+    stop_requested,
 )
 from tesp_core.worker.logshim import get_logger
 from tesp_core.worker.runtimes import RealFS, plan_binds, static_dir
@@ -56,6 +58,8 @@ USAGE = "usage: python3 tesp-worker.pyz SPEC_JSON JOB_DIR"
 # progress.json is rewritten at least this often, so the service can tell a live worker
 # from one that died with its Pulsar (whose job then looks "running" forever).
 HEARTBEAT_SECONDS = 10.0
+# The heartbeat thread looks for TESP's stop request (a cancel through TES) this often.
+STOP_CHECK_SECONDS = 0.25
 
 
 def write_json_atomic(path: str, data: dict[str, Any], *, durable: bool = True) -> None:
@@ -93,8 +97,19 @@ class TaskRun:
 
     def heartbeat(self, stop: _thread.LockType) -> None:
         """Rewrite progress.json every HEARTBEAT_SECONDS until ``stop`` is released (a
-        held lock is the stop event: the threading module is not imported)."""
-        while not stop.acquire(timeout=HEARTBEAT_SECONDS):
+        held lock is the stop event: the threading module is not imported), and turn
+        TESP's stop request into a SIGTERM of this worker: the main thread then stops
+        the running executor (TERM, then KILL after its grace) and reports CANCELED."""
+        beat_due = time.monotonic() + HEARTBEAT_SECONDS
+        asked = False
+        while not stop.acquire(timeout=STOP_CHECK_SECONDS):
+            if not asked and stop_requested(self.job_dir):
+                asked = True
+                CANCEL.reason = TESP_STOPPED
+                os.kill(os.getpid(), _signal.SIGTERM)
+            if time.monotonic() < beat_due:
+                continue
+            beat_due = time.monotonic() + HEARTBEAT_SECONDS
             with self._lock:
                 # A failed beat is retried by the next one; the task itself is unaffected.
                 try:
@@ -199,8 +214,9 @@ def run_executors(spec: WorkerSpec, run: TaskRun, runner: ExecutorRunner) -> Non
 def run_task(spec_path: str, run: TaskRun) -> None:
     """All phases of one task; failures are recorded in ``run``, never raised."""
     run.progress("INITIALIZING")
-    if pulsar_cancelled(run.job_dir):
-        CANCEL.request(PULSAR_CANCELLED)  # raises Canceled: a job Pulsar started anyway
+    reason = cancel_reason(run.job_dir)
+    if reason is not None:
+        CANCEL.request(reason)  # raises Canceled: a job cancelled before it started
     try:
         spec = load_spec(spec_path)
         layout = Layout(spec.runtime.kind, os.path.join(run.job_dir, "root"))
@@ -216,8 +232,9 @@ def run_task(spec_path: str, run: TaskRun) -> None:
         return
     run.runner = ExecutorRunner(spec, layout, run.job_dir, binds, fs)
     run_executors(spec, run, run.runner)
-    if pulsar_cancelled(run.job_dir):
-        CANCEL.request(PULSAR_CANCELLED)  # nothing is uploaded for a cancelled task
+    reason = cancel_reason(run.job_dir)
+    if reason is not None:
+        CANCEL.request(reason)  # nothing is uploaded for a cancelled task
     run.progress("UPLOADING", executor_logs=run.finished_logs())
     report = stage_outputs(spec, layout, strict=run.state == "COMPLETE")
     run.outputs.extend(report.outputs)

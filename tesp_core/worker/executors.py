@@ -39,6 +39,11 @@ KILL_GRACE_SECONDS = 5.0
 # outlive the job: so the worker looks for the record before and right after each spawn.
 PULSAR_CANCEL_RECORD = "cancelled"
 PULSAR_CANCELLED = "Pulsar is cancelling the job"
+# A cancel through TES: TESP writes this file into the working directory and gives the
+# worker time to stop its executor (TERM, then KILL after KILL_GRACE_SECONDS) and report,
+# with the interrupted executor's log, before it has Pulsar kill the job.
+STOP_REQUEST = "tesp-stop"
+TESP_STOPPED = "the task was cancelled through TES"
 # bwrap reports a failed exec of the command as exit 1 plus this last line on stderr.
 # A string, compiled (and cached by re) only when a bwrap executor exits 1.
 _BWRAP_EXEC_FAILED = r"^bwrap: execvp .*: (No such file or directory|Permission denied)$"
@@ -171,6 +176,31 @@ def _killpg(pid: int, sig: int) -> None:
         pass  # the group is gone already
 
 
+def _kill(pid: int, sig: int) -> None:
+    try:  # noqa: SIM105 - contextlib is not imported on the start path
+        os.kill(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _group_members(pgid: int) -> list[int]:
+    """The live processes of process group ``pgid`` (from /proc; a cancel path only)."""
+    members = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as fh:
+                stat = fh.read()
+        except OSError:
+            continue  # gone meanwhile
+        # pid (comm) state ppid pgrp ...: comm may hold spaces and parentheses.
+        fields = stat[stat.rindex(b")") + 2 :].split()
+        if len(fields) > 2 and int(fields[2]) == pgid:
+            members.append(int(name))
+    return members
+
+
 class CancelGate:
     """The SIGTERM handler: raises :class:`Canceled`, except inside :meth:`deferred`.
 
@@ -276,8 +306,9 @@ class ExecutorRunner:
 
     def run(self, index: int, ex: Executor) -> ExecutorLog:
         """Run executor ``index`` to completion and return its log."""
-        if self._pulsar_cancelled():
-            CANCEL.request(PULSAR_CANCELLED)  # raises Canceled: nothing was started
+        reason = cancel_reason(self._job_dir)
+        if reason is not None:
+            CANCEL.request(reason)  # raises Canceled: nothing was started
         inv = self.invocation(ex)
         out_path, err_path = self._log_paths(index, ex)
         log = ExecutorLog(start_time=now())
@@ -337,9 +368,11 @@ class ExecutorRunner:
                     raise
                 os.write(err, f"{inv.argv[0]}: {exc.strerror}\n".encode())
                 return code
-            if self._pulsar_cancelled():
+            reason = cancel_reason(self._job_dir)
+            if reason == PULSAR_CANCELLED:
                 _killpg(self._pid, _signal.SIGKILL)  # as Pulsar does to the rest of the job
-                CANCEL.request(PULSAR_CANCELLED)
+            if reason is not None:
+                CANCEL.request(reason)  # a stop request: TERMed on the way out (run)
         pid = self._pid
         # Wait without reaping, then reap with cancellation deferred: a cancel (SIGTERM from
         # a scheduler hits the executor and the worker at once) raised between waitpid's
@@ -352,9 +385,6 @@ class ExecutorRunner:
         self._pid = None
         assert returncode is not None
         return _exit_code(returncode)
-
-    def _pulsar_cancelled(self) -> bool:
-        return pulsar_cancelled(self._job_dir)
 
     def _reap(self, *, block: bool) -> int | None:
         """The running executor's return code (Popen's: -N for signal N), reaping it once;
@@ -376,7 +406,15 @@ class ExecutorRunner:
         pid = self._pid
         if pid is None:
             return
-        _killpg(pid, _signal.SIGTERM)
+        if self._spec.runtime.kind == "bwrap":
+            # bwrap itself dies of a TERM (exit 143) while the command's own exit, after its
+            # TERM handler, is lost: TERM the command's processes, and bwrap reports it.
+            # bwrap's init in the sandbox ignores a TERM from outside its pid namespace.
+            for member in _group_members(pid):
+                if member != pid:
+                    _kill(member, _signal.SIGTERM)
+        else:
+            _killpg(pid, _signal.SIGTERM)
         deadline = time.monotonic() + grace
         while self._reap(block=False) is None and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -389,6 +427,20 @@ def pulsar_cancelled(job_dir: str) -> bool:
     """Whether Pulsar recorded a cancel of the job whose working directory is ``job_dir``."""
     parent = os.path.dirname(os.path.abspath(job_dir))
     return os.path.exists(os.path.join(parent, PULSAR_CANCEL_RECORD))
+
+
+def stop_requested(job_dir: str) -> bool:
+    """Whether TESP asked this worker to stop (a cancel through TES)."""
+    return os.path.exists(os.path.join(job_dir, STOP_REQUEST))
+
+
+def cancel_reason(job_dir: str) -> str | None:
+    """Why the task is being cancelled, if it is: Pulsar's record, or TESP's request."""
+    if pulsar_cancelled(job_dir):
+        return PULSAR_CANCELLED
+    if stop_requested(job_dir):
+        return TESP_STOPPED
+    return None
 
 
 # Exec failures that are the command's fault, with the exit code a shell gives them: not

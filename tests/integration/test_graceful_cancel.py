@@ -1,0 +1,89 @@
+"""A cancel through TES stops a running executor gracefully: TERM first, KILL after the
+worker's grace, and the task ends CANCELED with the executor's log (its exit code, what it
+printed) instead of Pulsar's SIGKILL of the whole job, which left no log at all."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+import requests
+
+from tests.conftest import TERMINAL, TespProcess, remote_tesp, wait_for_state
+from tests.servers import PulsarServer
+
+
+@pytest.fixture(params=["embedded", "remote"])
+def server(
+    request: pytest.FixtureRequest, tesp_server: TespProcess, tmp_path: Path
+) -> Iterator[TespProcess]:
+    """The session's embedded-Pulsar server, or one driving a Pulsar over HTTP."""
+    if request.param == "embedded":
+        yield tesp_server
+        return
+    pulsar = PulsarServer(tmp_path / "pulsar").start()
+    remote = remote_tesp(tmp_path, pulsar.url)
+    try:
+        yield remote
+    finally:
+        remote.stop()
+        pulsar.stop()
+
+
+def _sleepers(marker: str) -> list[psutil.Process]:
+    return [
+        p
+        for p in psutil.process_iter(["cmdline"])
+        if (p.info["cmdline"] or [])[:2] == ["sleep", marker]
+    ]
+
+
+def _cancel_when_sleeping(server: TespProcess, script: str, marker: str) -> dict[str, Any]:
+    """Run ``script`` (which ends in ``sleep marker``), cancel it once it sleeps, and
+    return the task's FULL view at its end."""
+    body = {"executors": [{"image": "alpine", "command": ["sh", "-c", script]}]}
+    task_id = requests.post(f"{server.api}/tasks", json=body, timeout=10).json()["id"]
+    deadline = time.monotonic() + 30
+    while not _sleepers(marker):
+        assert time.monotonic() < deadline, "the executor never started"
+        time.sleep(0.05)
+    assert requests.post(f"{server.api}/tasks/{task_id}:cancel", timeout=10).json() == {}
+    wait_for_state(server.api, task_id, TERMINAL, timeout=60)
+    view = requests.get(f"{server.api}/tasks/{task_id}", params={"view": "FULL"}, timeout=10)
+    deadline = time.monotonic() + 10
+    while _sleepers(marker):
+        assert time.monotonic() < deadline, "the executor outlived its cancel"
+        time.sleep(0.1)
+    return dict(view.json())
+
+
+def test_a_cancelled_executor_is_terminated_and_its_log_kept(server: TespProcess) -> None:
+    marker = f"{uuid.uuid4().int % 10**6 + 300}.5"  # a sleep length no other job uses
+    # The trap runs when the TERM reaches the shell: what it prints is in the log.
+    script = f"trap 'echo stopping; exit 3' TERM; echo started; sleep {marker} & wait"
+    task = _cancel_when_sleeping(server, script, marker)
+    assert task["state"] == "CANCELED", task
+    [log] = task["logs"][0]["logs"]
+    assert (log["exit_code"], log["stdout"]) == (3, "started\nstopping\n"), log
+    assert log["start_time"] and log["end_time"]
+    assert "canceled: the task was cancelled through TES" in task["logs"][0]["system_logs"]
+
+
+def test_an_executor_that_ignores_term_is_killed_after_the_grace(
+    tesp_server: TespProcess,
+) -> None:
+    marker = f"{uuid.uuid4().int % 10**6 + 300}.25"
+    script = f"trap '' TERM; echo stubborn; sleep {marker}"
+    started = time.monotonic()
+    task = _cancel_when_sleeping(tesp_server, script, marker)
+    took = time.monotonic() - started
+    assert task["state"] == "CANCELED", task
+    [log] = task["logs"][0]["logs"]
+    # The sleep ignores TERM too (inherited); the worker KILLs the group after 5 s.
+    assert (log["exit_code"], log["stdout"]) == (137, "stubborn\n"), log
+    assert took >= 5, took
