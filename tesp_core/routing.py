@@ -209,10 +209,12 @@ def choose(
     profiles: Sequence[BackendProfile],
     load: Mapping[str, int],
     down: Collection[str],
+    why_down: Mapping[str, str] | None = None,
 ) -> str:
     """The backend to run ``demand`` on now.
 
-    ``load`` is each backend's jobs in flight, ``down`` the backends known unreachable.
+    ``load`` is each backend's jobs in flight, ``down`` the backends known unreachable
+    (``why_down``: the last error of each, named when every fitting one is down).
     Raises NoFittingBackendError, BackendsDownError or BackendsBusyError.
     """
     candidates = fitting(demand, profiles)
@@ -223,8 +225,14 @@ def choose(
         )
     up = [p for p in candidates if p.name not in down]
     if not up:
+        reasons = [
+            f"{p.name}: {(why_down or {})[p.name]}"
+            for p in candidates
+            if (why_down or {}).get(p.name)
+        ]
         raise BackendsDownError(
             f"every backend that fits the task is unreachable: {[p.name for p in candidates]}"
+            + (f" ({'; '.join(reasons)})" if reasons else "")
         )
     room = [p for p in up if load.get(p.name, 0) < p.capacity]
     if not room:

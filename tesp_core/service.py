@@ -38,6 +38,7 @@ from tesp_core.policy import Policy, check_task
 from tesp_core.recovery import TaskRecovery
 from tesp_core.replicas import LeaseKeeper
 from tesp_core.results import apply_result, now_rfc3339
+from tesp_core.storage.redact import redact_text
 from tesp_core.store.base import Lease, ListQuery, StoredTask, TaskStore
 from tesp_core.tracking import Limits, Tracked
 from tesp_core.translate import WorkerOptions
@@ -362,7 +363,7 @@ class TaskService(TaskDriving, TaskRecovery):
 
         def add(task: Task) -> None:
             tlog = task.logs[0] if task.logs else TaskLog()
-            tlog.system_logs = [*(tlog.system_logs or []), line]
+            tlog.system_logs = [*(tlog.system_logs or []), redact_text(line)]
             task.logs = [tlog]
 
         stored = self.store.get(task_id)
@@ -383,7 +384,10 @@ class TaskService(TaskDriving, TaskRecovery):
             # A task that never reached the backend has no start time.
             tlog.end_time = tlog.end_time or now_rfc3339()
             if system_logs:
-                tlog.system_logs = [*(tlog.system_logs or []), *system_logs]
+                # What TESP says is redacted here once more: a backend's error may name a
+                # URL with a password in it.
+                notes = [redact_text(line) for line in system_logs]
+                tlog.system_logs = [*(tlog.system_logs or []), *notes]
             task.logs = [tlog]
             self.hooks.task_finished(task, result)
 

@@ -34,7 +34,7 @@ from tesp_core.errors import (
     BackendUnavailableError,
 )
 from tesp_core.models import Task
-from tesp_core.storage.redact import redact_text
+from tesp_core.storage.redact import redact_text, redact_url
 from tesp_core.worker.executors import STOP_REQUEST as STOP_FILE
 from tesp_core.worker.package import worker_command
 
@@ -98,6 +98,8 @@ class PulsarBackend:
     ) -> None:
         base = url.rstrip("/")
         self.url = base if manager == "_default_" else f"{base}/managers/{manager}"
+        # What messages (logs, errors, task system logs) name: without a URL password.
+        self.shown_url = redact_url(self.url)
         self._token = token
         self._python = worker_python
         self._timeout = timeout
@@ -122,7 +124,7 @@ class PulsarBackend:
         tools_dir, working_dir = config.get("tools_directory"), config.get("working_directory")
         if not isinstance(tools_dir, str) or not isinstance(working_dir, str):
             raise BackendError(
-                f"Pulsar at {self.url} set the job up without saying where (no "
+                f"Pulsar at {self.shown_url} set the job up without saying where (no "
                 "tools_directory or working_directory in its answer): is this URL a Pulsar?"
             )
         local_working = self._local_path(working_dir)
@@ -149,7 +151,7 @@ class PulsarBackend:
         argv = worker_command(self._python, worker_path, f"{tools_dir}/{SPEC_FILE}", working_dir)
         command = shlex.join(argv)
         self._call("POST", f"/jobs/{job_id}/submit", params=_submit_query(command, task))
-        log.debug("task %s: submitted to Pulsar %s", job_id, self.url)
+        log.debug("task %s: submitted to Pulsar %s", job_id, self.shown_url)
 
     def _worker_bytes(self, worker: Path) -> bytes:
         """The worker archive's bytes, read again only when the file changed."""
@@ -293,8 +295,8 @@ class PulsarBackend:
         if not isinstance(value, dict):
             kind = response.headers.get("Content-Type", "no content type")
             raise BackendUnavailableError(
-                f"Pulsar at {self.url} answered {path} with HTTP {response.status} and a body "
-                f"that is not Pulsar's JSON ({redact_text(kind)}): a proxy in the way?"
+                f"Pulsar at {self.shown_url} answered {path} with HTTP {response.status} and a "
+                f"body that is not Pulsar's JSON ({redact_text(kind)}): a proxy in the way?"
             )
         return value
 
@@ -319,25 +321,25 @@ class PulsarBackend:
         except (Urllib3Error, OSError) as exc:
             # The error names the URL, whose query holds the token: redacted.
             raise BackendUnavailableError(
-                f"Pulsar at {self.url} unreachable: {redact_text(str(exc))}"
+                f"Pulsar at {self.shown_url} unreachable: {redact_text(str(exc))}"
             ) from exc
         code = response.status
         if code == 404 and lost_ok:
-            raise BackendJobLostError(f"Pulsar at {self.url} has no such job ({path})")
+            raise BackendJobLostError(f"Pulsar at {self.shown_url} has no such job ({path})")
         if code >= 500:
             if lost_ok:
                 # Pulsar answers 500 for a job whose directory is gone.
                 raise BackendJobLostError(
-                    f"Pulsar at {self.url} failed on {method} {path}: HTTP {code}"
+                    f"Pulsar at {self.shown_url} failed on {method} {path}: HTTP {code}"
                 )
             raise BackendUnavailableError(
-                f"Pulsar at {self.url} failed on {method} {path}: HTTP {code}"
+                f"Pulsar at {self.shown_url} failed on {method} {path}: HTTP {code}"
             )
         if code in (401, 403):
-            log.error("Pulsar at %s refused TESP's token: check pulsar_token", self.url)
-            raise BackendAuthError(f"Pulsar at {self.url} refused TESP's token")
+            log.error("Pulsar at %s refused TESP's token: check pulsar_token", self.shown_url)
+            raise BackendAuthError(f"Pulsar at {self.shown_url} refused TESP's token")
         if code >= 400:
-            raise BackendError(f"Pulsar at {self.url}: {method} {path} answered HTTP {code}")
+            raise BackendError(f"Pulsar at {self.shown_url}: {method} {path} answered HTTP {code}")
         return response
 
 

@@ -57,6 +57,8 @@ class PoolMember:
     display_url: str = ""
     down_until: float = 0.0
     down: bool = False
+    # The error that marked it down (shown when a task waits for it).
+    reason: str = ""
 
 
 class BackendPool:
@@ -127,8 +129,8 @@ class BackendPool:
         self._probe_down()
         with self._lock:
             load = Counter(n for j, n in self._jobs.items() if j != job_id and j not in self._ended)
-            down = {n for n, m in self._members.items() if m.down}
-            name = choose(task_demand(task), self._profiles, load, down)
+            down = {n: m.reason for n, m in self._members.items() if m.down}
+            name = choose(task_demand(task), self._profiles, load, down, down)
             self._jobs[job_id] = name
             self._unsent.discard(job_id)
         level = logging.INFO if len(self._profiles) > 1 else logging.DEBUG
@@ -201,10 +203,11 @@ class BackendPool:
             if ok:
                 self._mark(member, up=True)
 
-    def _mark(self, member: PoolMember, *, up: bool) -> None:
+    def _mark(self, member: PoolMember, *, up: bool, reason: str = "") -> None:
         with self._lock:
             was_down = member.down
             member.down = not up
+            member.reason = "" if up else reason or member.reason
             if not up:
                 member.down_until = time.monotonic() + self._recheck
         if was_down and up:
@@ -225,7 +228,7 @@ class BackendPool:
             # Named for the metrics hook (tesp_backend_errors_total{backend=...}).
             exc.backend = exc.backend or member.profile.name
             if isinstance(exc, BackendUnavailableError):
-                self._mark(member, up=False)
+                self._mark(member, up=False, reason=str(exc))
             raise
         # Only a call that reached the backend says it is up: a backend may answer some
         # calls from a local copy (the AMQP one reads its job files from a local store).

@@ -455,3 +455,23 @@ def _wait_until(check: Callable[[], bool], failure: str, timeout: float = 30) ->
     while not check():
         assert time.monotonic() < deadline, failure
         time.sleep(0.2)
+
+
+def test_a_password_in_the_pulsar_url_never_reaches_a_task(tmp_path: Path) -> None:
+    """A Pulsar URL with a password, and nothing listening there: the task's waiting line
+    and its final SYSTEM_ERROR name the URL with the password masked, as the log does."""
+    url = f"http://bob:Sekr1tPW@127.0.0.1:{free_port()}"
+    server = remote_tesp(tmp_path, url, TESP_BACKEND_RETRY_SECONDS="3")
+    try:
+        body = {"executors": [{"image": "a", "command": ["true"]}]}
+        task_id = requests.post(f"{server.api}/tasks", json=body, timeout=10).json()["id"]
+        final = wait_for_state(server.api, task_id, TERMINAL, timeout=60)
+        log = server.log_text()
+    finally:
+        server.stop()
+    assert final["state"] == "SYSTEM_ERROR", final
+    waited, gave_up = final["logs"][0]["system_logs"]
+    shown = url.replace("Sekr1tPW", "***")
+    assert f"waiting for a backend: Pulsar at {shown} unreachable" in waited, waited
+    assert f"Pulsar at {shown} unreachable" in gave_up, gave_up
+    assert "Sekr1tPW" not in json.dumps(final) + log
