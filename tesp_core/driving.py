@@ -525,14 +525,16 @@ class TaskDriving(ServiceState):
             self._note(tracked.task_id, f"{line}; TESP retries for up to {retry:g} s")
         if time.monotonic() - tracked.unreachable_since < retry:
             return False
-        self._finish(
-            tracked.task_id,
-            State.SYSTEM_ERROR,
-            [
-                f"the backend was unreachable for over {self.limits.backend_retry_seconds:g} s: "
-                f"{reason}"
-            ],
-        )
+        line = f"the backend was unreachable for over {retry:g} s: {reason}"
+        stored = self.store.get(tracked.task_id)
+        if stored is not None and stored.task.state is State.CANCELING:
+            # The user's cancel stands: the task ends CANCELED, and its job, if it runs on
+            # out there, is killed when the backend answers again (below).
+            if tracked.submitted:
+                line += "; its job, if it still runs there, is killed when the backend answers"
+            self._finish(tracked.task_id, State.CANCELED, [line])
+        else:
+            self._finish(tracked.task_id, State.SYSTEM_ERROR, [line])
         if tracked.submitted:
             # _drain kills the job (its grace long over) and cleans it, once it can.
             tracked.finished = tracked.abandoned = True

@@ -333,9 +333,13 @@ def test_a_cancel_while_pulsar_is_unreachable_is_sent_when_it_answers(
         pulsar.stop()
 
 
+@pytest.mark.parametrize("cancelled", [False, True], ids=["running", "cancelled"])
 def test_a_task_given_up_for_an_outage_has_its_job_killed_and_cleaned_later(
-    tmp_path: Path,
+    tmp_path: Path, cancelled: bool
 ) -> None:
+    """Given up after backend_retry_seconds: SYSTEM_ERROR, or CANCELED when the user had
+    cancelled it during the outage (the cancel stands); either way its job, which ran on
+    unseen, is killed and cleaned once Pulsar answers again."""
     pulsar = PulsarServer(tmp_path / "pulsar").start()
     server = remote_tesp(tmp_path, pulsar.url, TESP_BACKEND_RETRY_SECONDS="3")
     marker = f"{uuid.uuid4().int % 10**6 + 300}.25"  # a sleep length no other job uses
@@ -345,8 +349,14 @@ def test_a_task_given_up_for_an_outage_has_its_job_killed_and_cleaned_later(
         wait_for_state(server.api, task_id, {"RUNNING"}, timeout=60)
         pulsar.stop()  # its jobs live on
         assert len(_job_processes(marker)) == 1
+        if cancelled:
+            assert requests.post(f"{server.api}/tasks/{task_id}:cancel", timeout=10).ok
         given_up = wait_for_state(server.api, task_id, TERMINAL, timeout=60)
-        assert given_up["state"] == "SYSTEM_ERROR"
+        assert given_up["state"] == ("CANCELED" if cancelled else "SYSTEM_ERROR"), given_up
+        last = given_up["logs"][0]["system_logs"][-1]
+        assert last.startswith("the backend was unreachable for over 3 s: "), last
+        killed_later = "; its job, if it still runs there, is killed when the backend answers"
+        assert last.endswith(killed_later) == cancelled, last
         pulsar.start()
         deadline = time.monotonic() + 60
         while (pulsar.jobs or _job_processes(marker)) and time.monotonic() < deadline:
