@@ -495,12 +495,15 @@ class TaskDriving(ServiceState):
         if since is None or tracked.abandoned:
             return None
         tracked.unreachable_since = None
-        lasted = time.monotonic() - since
         if tracked.submitted:
+            # When it came back is known only to within the back-off between two tries.
+            least = tracked.unreachable_last - since
             self._note(
-                tracked.task_id, f"{now_rfc3339()} the backend answered again after {lasted:.0f} s"
+                tracked.task_id,
+                f"{now_rfc3339()} the backend answered again; it was unreachable for at least "
+                f"{least:.0f} s (TESP's tries back off up to 30 s apart)",
             )
-        return lasted
+        return time.monotonic() - since
 
     def _backend_down_too_long(self, tracked: Tracked, reason: str) -> bool:
         """True when the task was given up (or already had been) for its backend's outage.
@@ -513,8 +516,9 @@ class TaskDriving(ServiceState):
             self._backoff(tracked)
             return True
         retry = self.limits.backend_retry_seconds
+        tracked.unreachable_last = time.monotonic()
         if tracked.unreachable_since is None:
-            tracked.unreachable_since = time.monotonic()
+            tracked.unreachable_since = tracked.unreachable_last
             # Said in the task itself: a client sees why it waits (QUEUED, or RUNNING
             # with no news) without the server's log.
             line = (

@@ -77,6 +77,8 @@ class Tracked:
     busy: bool = False
     first_seen: float = field(default_factory=time.monotonic)
     unreachable_since: float | None = None
+    # The last try that found it unreachable (tries back off up to 30 s apart).
+    unreachable_last: float = 0.0
     running: bool = False
     # Pulsar took the job out of its queue (its status moved past "queued"), and when.
     launched: bool = False
