@@ -183,22 +183,50 @@ def _kill(pid: int, sig: int) -> None:
         pass
 
 
-def _group_members(pgid: int) -> list[int]:
-    """The live processes of process group ``pgid`` (from /proc; a cancel path only)."""
-    members = []
+def _stat(pid: int) -> tuple[int, int, int] | None:
+    """``(ppid, pgrp, starttime)`` of a live process, from /proc (None: it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            stat = fh.read()
+    except OSError:
+        return None
+    # pid (comm) state ppid pgrp ... starttime (field 22): comm may hold spaces and ")".
+    fields = stat[stat.rindex(b")") + 2 :].split()
+    return int(fields[1]), int(fields[2]), int(fields[19])
+
+
+def _family(pid: int) -> dict[int, tuple[int, int]]:
+    """The processes of ``pid``'s group and all its descendants (those that left the group
+    with setsid included), ``pid`` itself excluded: ``{pid: (pgrp, starttime)}``. Read
+    from /proc, on a cancel path only."""
+    table = {}
     for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/stat", "rb") as fh:
-                stat = fh.read()
-        except OSError:
-            continue  # gone meanwhile
-        # pid (comm) state ppid pgrp ...: comm may hold spaces and parentheses.
-        fields = stat[stat.rindex(b")") + 2 :].split()
-        if len(fields) > 2 and int(fields[2]) == pgid:
-            members.append(int(name))
-    return members
+        if name.isdigit():
+            stat = _stat(int(name))
+            if stat is not None:
+                table[int(name)] = stat
+    children: dict[int, list[int]] = {}
+    for member, (ppid, _pgrp, _start) in table.items():
+        children.setdefault(ppid, []).append(member)
+    found = {m for m, (_ppid, pgrp, _start) in table.items() if pgrp == pid}
+    todo = [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    found.discard(pid)
+    return {m: (table[m][1], table[m][2]) for m in found}
+
+
+def _signal_family(family: dict[int, tuple[int, int]], sig: int, *, skip_group: int = 0) -> None:
+    """Send ``sig`` to each process of ``family`` still alive as the same process (its
+    start time unchanged: a pid reused meanwhile is left alone), but those of process group
+    ``skip_group``, which a killpg reaches already."""
+    for member, (pgrp, start) in family.items():
+        stat = _stat(member)
+        if stat is not None and stat[2] == start and pgrp != skip_group:
+            _kill(member, sig)
 
 
 class CancelGate:
@@ -402,23 +430,26 @@ class ExecutorRunner:
         return _exit_code(self._returncode) if self._returncode is not None else None
 
     def kill_running(self, grace: float = KILL_GRACE_SECONDS) -> None:
-        """TERM the running executor's process group, KILL it after ``grace`` seconds."""
+        """TERM the running executor's processes, KILL them after ``grace`` seconds: its
+        process group and every descendant, those that left the group with setsid too
+        (under ``none`` nothing else would stop them; Pulsar's own kill walks the tree)."""
         pid = self._pid
         if pid is None:
             return
+        family = _family(pid)
         if self._spec.runtime.kind == "bwrap":
             # bwrap itself dies of a TERM (exit 143) while the command's own exit, after its
             # TERM handler, is lost: TERM the command's processes, and bwrap reports it.
             # bwrap's init in the sandbox ignores a TERM from outside its pid namespace.
-            for member in _group_members(pid):
-                if member != pid:
-                    _kill(member, _signal.SIGTERM)
+            _signal_family(family, _signal.SIGTERM)
         else:
             _killpg(pid, _signal.SIGTERM)
+            _signal_family(family, _signal.SIGTERM, skip_group=pid)
         deadline = time.monotonic() + grace
         while self._reap(block=False) is None and time.monotonic() < deadline:
             time.sleep(0.05)
         _killpg(pid, _signal.SIGKILL)
+        _signal_family(family, _signal.SIGKILL, skip_group=pid)
         self._reap(block=True)
         self._pid = None
 

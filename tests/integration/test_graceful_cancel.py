@@ -87,3 +87,17 @@ def test_an_executor_that_ignores_term_is_killed_after_the_grace(
     # The sleep ignores TERM too (inherited); the worker KILLs the group after 5 s.
     assert (log["exit_code"], log["stdout"]) == (137, "stubborn\n"), log
     assert took >= 5, took
+
+
+def test_a_cancel_stops_what_the_executor_started_in_a_new_session(server: TespProcess) -> None:
+    """A child that left the executor's process group (setsid) is stopped with it: under
+    `none` nothing else would (bwrap's pid namespace ends it anyway)."""
+    marker = f"{uuid.uuid4().int % 10**6 + 300}.5"
+    escaped = f"{uuid.uuid4().int % 10**6 + 300}.75"
+    script = f"setsid sleep {escaped} & sleep {marker}"
+    task = _cancel_when_sleeping(server, script, marker)
+    assert task["state"] == "CANCELED", task
+    deadline = time.monotonic() + 10
+    while _sleepers(escaped):
+        assert time.monotonic() < deadline, "the setsid child outlived its task's cancel"
+        time.sleep(0.1)
