@@ -137,10 +137,14 @@ class TaskDriving(ServiceState):
                 return
             if tracked.kill_pending:
                 self._kill(task_id)
+            if tracked.stop_pending:
+                self._ask_stop(task_id)
             asked = tracked.stop_asked
-            if asked is not None and time.monotonic() - asked > self.limits.stop_grace_seconds:
+            grace = self.limits.stop_grace_seconds
+            if asked is not None and time.monotonic() - asked > grace:
                 log.warning("task %s: the worker did not stop when asked: killing it", task_id)
                 tracked.stop_asked = None
+                tracked.kill_note = f"its worker did not answer TESP's stop request in {grace:g} s"
                 self._kill(task_id)
             if self._finished_early(tracked):
                 return
@@ -362,7 +366,11 @@ class TaskDriving(ServiceState):
         stored = self.store.get(task_id)
         if stored is not None and stored.task.state is State.CANCELING:
             result = self.backend.read_json(task_id, RESULT)
-            self._finish(task_id, State.CANCELED, ran_to_its_end(result), result)
+            notes = ran_to_its_end(result)
+            if result is None:
+                why = tracked.kill_note or "on TESP's cancel"
+                notes = [f"canceled: Pulsar killed the job ({why}); it left no executor log"]
+            self._finish(task_id, State.CANCELED, notes, result)
             if result is None:
                 # Pulsar may start a job it was just told to cancel (its queue thread can
                 # be past its cancel check), and it will not kill a job it calls cancelled.
@@ -447,16 +455,27 @@ class TaskDriving(ServiceState):
         worker does not answer within ``stop_grace_seconds``."""
         with self._lock:
             tracked = self._active.get(task_id)
-        started = tracked is not None and (tracked.launched or tracked.progress_seen)
-        if tracked is None or not started or tracked.finished:
+        if tracked is None or tracked.finished:
+            self._kill(task_id)
+            return
+        tracked.stop_pending = False
+        if not (tracked.launched or tracked.progress_seen):
+            tracked.kill_note = "the job had not started"
             self._kill(task_id)
             return
         try:
             asked = self.backend.request_stop(task_id)
+        except BackendUnavailableError as exc:
+            # Sent again at the next poll, once the backend answers: the worker may well
+            # be running on out there, and can still stop with its executor's log.
+            log.info("task %s: the stop request waits for the backend: %s", task_id, exc)
+            tracked.stop_pending = True
+            return
         except BackendError as exc:
             log.info("task %s: no stop request (%s): killing the job", task_id, exc)
             asked = False
         if not asked:
+            tracked.kill_note = "the backend takes no stop request"
             self._kill(task_id)
             return
         log.info("task %s: asked the worker to stop", task_id)

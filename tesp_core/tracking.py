@@ -112,6 +112,10 @@ class Tracked:
     # A cancel through TES asked the worker to stop, at this time: the job is killed if
     # no result came within stop_grace_seconds.
     stop_asked: float | None = None
+    # A stop request that could not reach the backend: sent again at every poll until it does.
+    stop_pending: bool = False
+    # Why a cancelled task's job was killed instead (shown in its system logs).
+    kill_note: str = ""
     # A cancel that could not reach the backend: sent again at every poll until it does.
     kill_pending: bool = False
     # The backend shows this job's files locally (cheap to watch).

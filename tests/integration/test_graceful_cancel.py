@@ -101,3 +101,40 @@ def test_a_cancel_stops_what_the_executor_started_in_a_new_session(server: TespP
     while _sleepers(escaped):
         assert time.monotonic() < deadline, "the setsid child outlived its task's cancel"
         time.sleep(0.1)
+
+
+def test_a_worker_that_does_not_answer_the_stop_is_killed_by_pulsar(tmp_path: Path) -> None:
+    """The worker is frozen (SIGSTOP): after 10 s TESP has Pulsar kill the job, and the
+    task's system log says why it has no executor log."""
+    pulsar = PulsarServer(tmp_path / "pulsar").start()
+    server = remote_tesp(tmp_path, pulsar.url)
+    marker = f"{uuid.uuid4().int % 10**6 + 300}.5"
+    try:
+        body = {"executors": [{"image": "a", "command": ["sleep", marker]}]}
+        task_id = requests.post(f"{server.api}/tasks", json=body, timeout=10).json()["id"]
+        deadline = time.monotonic() + 30
+        while not _sleepers(marker):
+            assert time.monotonic() < deadline, "the executor never started"
+            time.sleep(0.05)
+        [sleeper] = _sleepers(marker)
+        [worker] = [p for p in sleeper.parents() if "tesp-worker.pyz" in " ".join(p.cmdline())]
+        worker.suspend()
+        assert requests.post(f"{server.api}/tasks/{task_id}:cancel", timeout=10).ok
+        wait_for_state(server.api, task_id, TERMINAL, timeout=60)
+        full = requests.get(f"{server.api}/tasks/{task_id}", params={"view": "FULL"}, timeout=10)
+        task = full.json()
+        deadline = time.monotonic() + 10
+        while _sleepers(marker):
+            assert time.monotonic() < deadline, "the executor outlived Pulsar's kill"
+            time.sleep(0.1)
+    finally:
+        for proc in _sleepers(marker):
+            proc.kill()
+        server.stop()
+        pulsar.stop()
+    assert task["state"] == "CANCELED", task
+    assert task["logs"][0]["logs"] == []
+    assert task["logs"][0]["system_logs"] == [
+        "canceled: Pulsar killed the job (its worker did not answer TESP's stop request in "
+        "10 s); it left no executor log"
+    ]

@@ -325,6 +325,10 @@ def test_a_cancel_while_pulsar_is_unreachable_is_sent_when_it_answers(
             assert marker.read_text() == "run\n"
         else:
             assert "ran to its end" not in notes
+            # The stop request waited for Pulsar too: the worker stopped its executor (TERM:
+            # 143) and reported, so the task keeps the executor's log.
+            assert "canceled: the task was cancelled through TES" in notes, notes
+            assert [log["exit_code"] for log in full["logs"][0]["logs"]] == [143], full
             time.sleep(sleep)  # long enough for the sleeper to have written its marker
             assert not marker.exists()
     finally:
