@@ -202,24 +202,71 @@ class TaskDriving(ServiceState):
         self._reschedule(tracked, reset=True)
 
     def _drain(self, tracked: Tracked) -> None:
-        """A finished task's job: clean it once Pulsar lets it go (kill it after the grace)."""
-        if tracked.cancel_wait:
-            waited = time.monotonic() - (tracked.done_seen or 0.0)
-            late = self.backend.read_json(tracked.task_id, RESULT) is None
-            if late and waited < self.limits.done_grace_seconds:
-                self._reschedule(tracked)
-                return
-            self._clean(tracked.task_id)
+        """A finished task's job: clean it once Pulsar lets it go (kill it after the grace).
+
+        Pulsar calls a job ``cancelled`` the moment it is told to, while its process may
+        run on (or start: its queue thread can be past its cancel check) and write into the
+        job directory. A clean then was undone: Pulsar swallows the error of a delete that
+        finds new files, and writes the return code after. So a cancelled job is cleaned
+        once its launcher is done with it (its return code known), or after the grace.
+        """
+        task_id = tracked.task_id
+        if tracked.cleanings:
+            self._recheck_cleaned(tracked)
             return
-        status = self.backend.status(tracked.task_id)
+        waited = time.monotonic() - (tracked.done_seen or 0.0)
+        within = waited < self.limits.done_grace_seconds
+        if tracked.cancel_wait and within and self.backend.read_json(task_id, RESULT) is None:
+            self._reschedule(tracked)
+            return
+        status = self.backend.status(task_id)
         if status.phase in ("queued", "initializing", "running"):
-            waited = time.monotonic() - (tracked.done_seen or 0.0)
-            if waited < self.limits.done_grace_seconds:
+            if within:
                 self._reschedule(tracked)
                 return
             # A restarted Pulsar can report a finished job running forever.
-            self._kill(tracked.task_id)
-        self._clean(tracked.task_id)
+            self._kill(task_id)
+        elif status.phase == "cancelled" and within and not status.launcher_done:
+            self._reschedule(tracked)
+            return
+        if status.phase == "cancelled" or tracked.cancel_wait:
+            self._clean_cancelled(tracked)
+        else:
+            self._clean(task_id)
+
+    def _clean_cancelled(self, tracked: Tracked) -> None:
+        """Delete a cancelled job's directory, and look again 1, 2, 4 and 8 s later: a
+        launch Pulsar's queue thread had under way when the cancel came (seen under load,
+        80 cancels at once) writes into it after the grace, and makes it again."""
+        try:
+            self.backend.clean(tracked.task_id)
+        except BackendError as exc:
+            self.hooks.backend_error("clean", exc)
+            log.warning("task %s: cleaning the Pulsar job failed: %s", tracked.task_id, exc)
+        tracked.cleanings += 1
+        tracked.cancel_wait = False  # what is left holds no slot
+        with self._lock:
+            tracked.interval = float(2 ** (tracked.cleanings - 1))
+            tracked.next_poll = time.monotonic() + tracked.interval
+            tracked.busy = False
+        self._wake.set()
+
+    def _recheck_cleaned(self, tracked: Tracked) -> None:
+        """A cancelled job's directory was deleted: forget the job once it stays gone."""
+        task_id = tracked.task_id
+        try:
+            gone = self.backend.status(task_id).phase == "lost"
+        except BackendJobLostError:
+            gone = True
+        if gone or tracked.cleanings >= 5:
+            if not gone:
+                log.warning(
+                    "task %s: Pulsar keeps making the cancelled job's directory again", task_id
+                )
+            self._forget(task_id)
+            return
+        log.info("task %s: the cancelled job's directory came back: deleting it again", task_id)
+        self._clean_cancelled(tracked)
 
     def _attach(self, task_id: str) -> None:
         """Tell the pool which backend runs a task it has not placed (one adopted later)."""

@@ -107,6 +107,9 @@ class Tracked:
     # Cancelled, and Pulsar calls the job so, but a worker it started anyway may still be
     # stopping: the job directory is kept until its result or the grace (driving._drain).
     cancel_wait: bool = False
+    # A cancelled job's directory was deleted this many times: it is looked at again
+    # later, as Pulsar may make it again (driving._clean_cancelled).
+    cleanings: int = 0
     # Pulsar called the job complete while the worker's heartbeat still moved.
     outlived_job: bool = False
     # A cancel through TES asked the worker to stop, at this time: the job is killed if

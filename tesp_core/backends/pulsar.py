@@ -71,6 +71,14 @@ class JobStatus:
     job_stderr: str = ""
     # Pulsar never launched the job: its manager's submit failed (a scheduler refused it).
     launch_failed: bool = False
+    # Pulsar's launcher still holds the job: its process runs (or is about to start), and
+    # will write into the job directory (a local manager's "pid" and "submitted" markers).
+    launcher_busy: bool = False
+
+    @property
+    def launcher_done(self) -> bool:
+        """Pulsar's launcher is done with the job: it wrote the return code and let go."""
+        return self.returncode is not None and not self.launcher_busy
 
 
 class PulsarBackend:
@@ -179,6 +187,7 @@ class PulsarBackend:
             log.warning("task %s: unknown Pulsar status %r, treating as running", job_id, raw)
             phase = "running"
         code = data.get("returncode")
+        contents = data.get("job_directory_contents") or ()
         return JobStatus(
             phase=phase,
             returncode=int(code) if code not in (None, "") else None,
@@ -186,7 +195,8 @@ class PulsarBackend:
             stderr=data.get("stderr") or "",
             job_stderr=data.get("job_stderr") or "",
             # Pulsar records a failed launch as this marker file (its reason only in its log).
-            launch_failed="preprocessing_failed" in (data.get("job_directory_contents") or ()),
+            launch_failed="preprocessing_failed" in contents,
+            launcher_busy="pid" in contents or "submitted" in contents,
         )
 
     def finished_hint(self, job_id: str) -> bool | None:
