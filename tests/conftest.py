@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psutil
 import pytest
 import requests
 
@@ -149,3 +150,13 @@ def wait_for_state(api: str, task_id: str, states: set[str], timeout: float = 60
 
 
 TERMINAL = {"COMPLETE", "EXECUTOR_ERROR", "SYSTEM_ERROR", "CANCELED", "PREEMPTED"}
+
+
+def sleeping(marker: str) -> list[psutil.Process]:
+    """The live ``sleep <marker>`` processes: a test's executor, found by a sleep length
+    no other job uses."""
+    return [
+        p
+        for p in psutil.process_iter(["cmdline"])
+        if (p.info["cmdline"] or [])[:2] == ["sleep", marker]
+    ]

@@ -10,11 +10,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import psutil
 import pytest
 import requests
 
-from tests.conftest import TERMINAL, TespProcess, remote_tesp, wait_for_state
+from tests.conftest import TERMINAL, TespProcess, remote_tesp, sleeping, wait_for_state
 from tests.servers import PulsarServer
 
 
@@ -35,28 +34,20 @@ def server(
         pulsar.stop()
 
 
-def _sleepers(marker: str) -> list[psutil.Process]:
-    return [
-        p
-        for p in psutil.process_iter(["cmdline"])
-        if (p.info["cmdline"] or [])[:2] == ["sleep", marker]
-    ]
-
-
 def _cancel_when_sleeping(server: TespProcess, script: str, marker: str) -> dict[str, Any]:
     """Run ``script`` (which ends in ``sleep marker``), cancel it once it sleeps, and
     return the task's FULL view at its end."""
     body = {"executors": [{"image": "alpine", "command": ["sh", "-c", script]}]}
     task_id = requests.post(f"{server.api}/tasks", json=body, timeout=10).json()["id"]
     deadline = time.monotonic() + 30
-    while not _sleepers(marker):
+    while not sleeping(marker):
         assert time.monotonic() < deadline, "the executor never started"
         time.sleep(0.05)
     assert requests.post(f"{server.api}/tasks/{task_id}:cancel", timeout=10).json() == {}
     wait_for_state(server.api, task_id, TERMINAL, timeout=60)
     view = requests.get(f"{server.api}/tasks/{task_id}", params={"view": "FULL"}, timeout=10)
     deadline = time.monotonic() + 10
-    while _sleepers(marker):
+    while sleeping(marker):
         assert time.monotonic() < deadline, "the executor outlived its cancel"
         time.sleep(0.1)
     return dict(view.json())
@@ -98,7 +89,7 @@ def test_a_cancel_stops_what_the_executor_started_in_a_new_session(server: TespP
     task = _cancel_when_sleeping(server, script, marker)
     assert task["state"] == "CANCELED", task
     deadline = time.monotonic() + 10
-    while _sleepers(escaped):
+    while sleeping(escaped):
         assert time.monotonic() < deadline, "the setsid child outlived its task's cancel"
         time.sleep(0.1)
 
@@ -113,10 +104,10 @@ def test_a_worker_that_does_not_answer_the_stop_is_killed_by_pulsar(tmp_path: Pa
         body = {"executors": [{"image": "a", "command": ["sleep", marker]}]}
         task_id = requests.post(f"{server.api}/tasks", json=body, timeout=10).json()["id"]
         deadline = time.monotonic() + 30
-        while not _sleepers(marker):
+        while not sleeping(marker):
             assert time.monotonic() < deadline, "the executor never started"
             time.sleep(0.05)
-        [sleeper] = _sleepers(marker)
+        [sleeper] = sleeping(marker)
         [worker] = [p for p in sleeper.parents() if "tesp-worker.pyz" in " ".join(p.cmdline())]
         worker.suspend()
         assert requests.post(f"{server.api}/tasks/{task_id}:cancel", timeout=10).ok
@@ -124,11 +115,11 @@ def test_a_worker_that_does_not_answer_the_stop_is_killed_by_pulsar(tmp_path: Pa
         full = requests.get(f"{server.api}/tasks/{task_id}", params={"view": "FULL"}, timeout=10)
         task = full.json()
         deadline = time.monotonic() + 10
-        while _sleepers(marker):
+        while sleeping(marker):
             assert time.monotonic() < deadline, "the executor outlived Pulsar's kill"
             time.sleep(0.1)
     finally:
-        for proc in _sleepers(marker):
+        for proc in sleeping(marker):
             proc.kill()
         server.stop()
         pulsar.stop()

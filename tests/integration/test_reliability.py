@@ -15,11 +15,10 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-import psutil
 import pytest
 import requests
 
-from tests.conftest import TERMINAL, TespProcess, free_port, remote_tesp, wait_for_state
+from tests.conftest import TERMINAL, TespProcess, free_port, remote_tesp, sleeping, wait_for_state
 from tests.servers import PulsarServer
 
 
@@ -123,14 +122,6 @@ def test_pulsar_down_then_back_and_deadline(tmp_path: Path) -> None:
         pulsar.stop()
 
 
-def _job_processes(marker: str) -> list[psutil.Process]:
-    return [
-        p
-        for p in psutil.process_iter(["cmdline"])
-        if (p.info["cmdline"] or [])[:2] == ["sleep", marker]
-    ]
-
-
 def test_restarted_pulsar_under_a_running_job_is_detected(tmp_path: Path) -> None:
     """A node restart: Pulsar and the job die, the new Pulsar says 'running' forever."""
     pulsar = PulsarServer(tmp_path / "pulsar")
@@ -151,7 +142,7 @@ def test_restarted_pulsar_under_a_running_job_is_detected(tmp_path: Path) -> Non
         ).json()["id"]
         wait_for_state(api, task_id, {"RUNNING"}, timeout=60)
         pulsar.kill()
-        for proc in _job_processes(marker):
+        for proc in sleeping(marker):
             for parent in proc.parents():
                 if "tesp-worker.pyz" in " ".join(parent.cmdline()):
                     parent.kill()
@@ -352,7 +343,7 @@ def test_a_task_given_up_for_an_outage_has_its_job_killed_and_cleaned_later(
         task_id = requests.post(f"{server.api}/tasks", json=body, timeout=10).json()["id"]
         wait_for_state(server.api, task_id, {"RUNNING"}, timeout=60)
         pulsar.stop()  # its jobs live on
-        assert len(_job_processes(marker)) == 1
+        assert len(sleeping(marker)) == 1
         if cancelled:
             assert requests.post(f"{server.api}/tasks/{task_id}:cancel", timeout=10).ok
         given_up = wait_for_state(server.api, task_id, TERMINAL, timeout=60)
@@ -363,13 +354,13 @@ def test_a_task_given_up_for_an_outage_has_its_job_killed_and_cleaned_later(
         assert last.endswith(killed_later) == cancelled, last
         pulsar.start()
         deadline = time.monotonic() + 60
-        while (pulsar.jobs or _job_processes(marker)) and time.monotonic() < deadline:
+        while (pulsar.jobs or sleeping(marker)) and time.monotonic() < deadline:
             time.sleep(0.2)
         # The job that ran on, unseen, was killed and its directory deleted.
-        assert _job_processes(marker) == []
+        assert sleeping(marker) == []
         assert pulsar.jobs == 0
     finally:
-        for proc in _job_processes(marker):
+        for proc in sleeping(marker):
             proc.kill()
         server.stop()
         pulsar.stop()
@@ -447,7 +438,7 @@ def test_a_worker_s_silence_counts_from_its_job_s_launch(tmp_path: Path) -> None
             return str(requests.post(f"{api}/tasks", json=body, timeout=10).json()["id"])
 
         hung = post(["echo", hang])
-        _wait_until(lambda: bool(_job_processes(marker)), "the hanging job never launched")
+        _wait_until(lambda: bool(sleeping(marker)), "the hanging job never launched")
         gate.shut()
         waited = post(["echo", "waited out the outage"])
         time.sleep(22)
@@ -461,7 +452,7 @@ def test_a_worker_s_silence_counts_from_its_job_s_launch(tmp_path: Path) -> None
         assert last.startswith(
             "the worker never reported: no progress.json 20 s after Pulsar launched the job"
         ), last
-        _wait_until(lambda: not _job_processes(marker), "the hung job was not killed")
+        _wait_until(lambda: not sleeping(marker), "the hung job was not killed")
     finally:
         server.stop()
         gate.shut()

@@ -7,6 +7,7 @@ import shlex
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -26,36 +27,49 @@ def _run(server: TespProcess, command: list[str]) -> tuple[str, dict[str, Any]]:
     return task_id, view.json()
 
 
+@dataclass
+class _Ran:
+    task_id: str
+    full: dict[str, Any]
+    log: str
+    took: float
+
+    def missing_progress_asks(self) -> int:
+        """How often TESP asked for the task's progress.json before it existed."""
+        wanted = f"/jobs/{self.task_id}/files?name=progress.json"
+        return sum(wanted in line and '" 404 ' in line for line in self.log.splitlines())
+
+
+def _run_on_a_pulsar(tmp_path: Path, command: list[str], **env: str) -> _Ran:
+    """One task to its end through a fresh ``tesp serve`` (its log at DEBUG: every Pulsar
+    call) driving a fresh Pulsar over HTTP."""
+    pulsar = PulsarServer(tmp_path / "pulsar").start()
+    server = remote_tesp(tmp_path, pulsar.url, TESP_LOG_LEVEL="DEBUG", **env)
+    try:
+        start = time.monotonic()
+        task_id, full = _run(server, command)
+        took = time.monotonic() - start
+    finally:
+        server.stop()
+        pulsar.stop()
+    return _Ran(task_id, full, (tmp_path / "data" / "tesp-serve.log").read_text(), took)
+
+
 def test_a_worker_that_never_starts_is_noticed_soon_and_asked_little(tmp_path: Path) -> None:
     """No Python at the worker's path on the node: Pulsar runs the job, whose script
     fails and never writes progress.json. Its status is still read every 0.25 s, so the task
     ends at once, after a few requests for the missing file (each is an error on a real
     Pulsar), not after poll_max seconds of them."""
-    pulsar = PulsarServer(tmp_path / "pulsar").start()
-    env = {"TESP_WORKER_PYTHON": "/nonexistent/python3", "TESP_LOG_LEVEL": "DEBUG"}
-    server = remote_tesp(tmp_path, pulsar.url, **env)
-    try:
-        start = time.monotonic()
-        task_id, full = _run(server, ["true"])
-        took = time.monotonic() - start
-    finally:
-        server.stop()
-        pulsar.stop()
-    assert full["state"] == "SYSTEM_ERROR", full
-    notes = " ".join(full["logs"][0]["system_logs"])
+    ran = _run_on_a_pulsar(tmp_path, ["true"], TESP_WORKER_PYTHON="/nonexistent/python3")
+    assert ran.full["state"] == "SYSTEM_ERROR", ran.full
+    notes = " ".join(ran.full["logs"][0]["system_logs"])
     assert notes.startswith("the worker never started: the job ended with code 127 before"), notes
     assert "/nonexistent/python3: No such file or directory" in notes, notes
-    assert took < 5, took
-    log = (tmp_path / "data" / "tesp-serve.log").read_text()
-    asked = [
-        line
-        for line in log.splitlines()
-        if f"/jobs/{task_id}/files?name=progress.json" in line and '" 404 ' in line
-    ]
+    assert ran.took < 5, ran.took
     # Pulsar needs one or two status reads (0.25 s apart) to see the script's exit. The
     # missing file is asked for ever more rarely after launch (every 1/8 of the time since,
     # 10 ms at first): about 25 requests in 0.5 s, 34 in 2 s; at 10 ms apart it was 45.
-    assert 0 < len(asked) <= 30, len(asked)
+    assert 0 < ran.missing_progress_asks() <= 30, ran.missing_progress_asks()
 
 
 def test_a_worker_that_starts_slowly_is_asked_for_its_progress_ever_more_rarely(
@@ -67,24 +81,11 @@ def test_a_worker_that_starts_slowly_is_asked_for_its_progress_ever_more_rarely(
     slow = tmp_path / "slow-python"
     slow.write_text(f'#!/bin/sh\nsleep 1.5\nexec {shlex.quote(sys.executable)} "$@"\n')
     slow.chmod(0o755)
-    pulsar = PulsarServer(tmp_path / "pulsar").start()
-    env = {"TESP_WORKER_PYTHON": str(slow), "TESP_LOG_LEVEL": "DEBUG"}
-    server = remote_tesp(tmp_path, pulsar.url, **env)
-    try:
-        task_id, full = _run(server, ["echo", "late but here"])
-    finally:
-        server.stop()
-        pulsar.stop()
-    assert full["state"] == "COMPLETE", full
-    assert full["logs"][0]["logs"][0]["stdout"] == "late but here\n"
-    log = (tmp_path / "data" / "tesp-serve.log").read_text()
-    asked = [
-        line
-        for line in log.splitlines()
-        if f"/jobs/{task_id}/files?name=progress.json" in line and '" 404 ' in line
-    ]
+    ran = _run_on_a_pulsar(tmp_path, ["echo", "late but here"], TESP_WORKER_PYTHON=str(slow))
+    assert ran.full["state"] == "COMPLETE", ran.full
+    assert ran.full["logs"][0]["logs"][0]["stdout"] == "late but here\n"
     # 10 ms apart for 80 ms, then every 1/8 of the time since launch: 8 + 8 ln(1.5/0.08).
-    assert 10 <= len(asked) <= 45, len(asked)
+    assert 10 <= ran.missing_progress_asks() <= 45, ran.missing_progress_asks()
 
 
 class _MaintenancePage(BaseHTTPRequestHandler):
@@ -151,18 +152,11 @@ def test_a_long_task_polled_at_the_slowest_rate_ends_from_its_progress(tmp_path:
     """At poll_max, a running task's polls still read its progress.json (the job status
     only every heartbeat_check_seconds): its end is the worker's DONE, not Pulsar's
     post-processed status, so result.json is never fetched separately."""
-    pulsar = PulsarServer(tmp_path / "pulsar").start()
     # poll_max 0.5 s: reached within 5 s of the start.
-    env = {"TESP_LOG_LEVEL": "DEBUG", "TESP_POLL_INTERVAL_MAX": "0.5"}
-    server = remote_tesp(tmp_path, pulsar.url, **env)
-    try:
-        task_id, full = _run(server, ["sh", "-c", "sleep 7; echo late"])
-    finally:
-        server.stop()
-        pulsar.stop()
-    assert full["state"] == "COMPLETE", full
-    assert full["logs"][0]["logs"][0]["stdout"] == "late\n"
-    log = (tmp_path / "data" / "tesp-serve.log").read_text()
-    mine = [line for line in log.splitlines() if f"/jobs/{task_id}/" in line]
+    command = ["sh", "-c", "sleep 7; echo late"]
+    ran = _run_on_a_pulsar(tmp_path, command, TESP_POLL_INTERVAL_MAX="0.5")
+    assert ran.full["state"] == "COMPLETE", ran.full
+    assert ran.full["logs"][0]["logs"][0]["stdout"] == "late\n"
+    mine = [line for line in ran.log.splitlines() if f"/jobs/{ran.task_id}/" in line]
     assert not [line for line in mine if "name=result.json" in line], "ended from the status"
     assert [line for line in mine if "name=progress.json" in line and '" 200 ' in line]

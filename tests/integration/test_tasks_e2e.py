@@ -8,12 +8,11 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import psutil
 import pytest
 import requests
 import tes
 
-from tests.conftest import TERMINAL, TespProcess, wait_for_state
+from tests.conftest import TERMINAL, TespProcess, sleeping, wait_for_state
 
 
 @pytest.fixture
@@ -189,15 +188,6 @@ def test_list_filters_and_pagination(tesp_server: TespProcess) -> None:
     )
 
 
-def _sleepers(marker: str) -> list[psutil.Process]:
-    found = []
-    for proc in psutil.process_iter(["cmdline"]):
-        cmd = proc.info["cmdline"] or []
-        if cmd[:2] == ["sleep", marker]:
-            found.append(proc)
-    return found
-
-
 def test_cancel_running_sleep_kills_it(tesp_server: TespProcess, client: tes.HTTPClient) -> None:
     marker = str(1000 + uuid.uuid4().int % 8999)
     task_id = client.create_task(
@@ -205,16 +195,16 @@ def test_cancel_running_sleep_kills_it(tesp_server: TespProcess, client: tes.HTT
     )
     wait_for_state(tesp_server.api, task_id, {"RUNNING"})
     deadline = time.monotonic() + 20
-    while not _sleepers(marker) and time.monotonic() < deadline:
+    while not sleeping(marker) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert _sleepers(marker), "the executor never started"
+    assert sleeping(marker), "the executor never started"
     client.cancel_task(task_id)
     final = wait_for_state(tesp_server.api, task_id, TERMINAL, timeout=30)
     assert final["state"] == "CANCELED"
     deadline = time.monotonic() + 10
-    while _sleepers(marker) and time.monotonic() < deadline:
+    while sleeping(marker) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert _sleepers(marker) == []
+    assert sleeping(marker) == []
     # Cancelling a finished task is a no-op answering 200 {}.
     again = requests.post(f"{tesp_server.api}/tasks/{task_id}:cancel", timeout=10)
     assert again.status_code == 200 and again.json() == {}
