@@ -33,12 +33,14 @@ if TYPE_CHECKING:
     from tesp_core.worker.staging import Layout
 
 KILL_GRACE_SECONDS = 5.0
+# Set in the environment of executors under `none`: this worker's run, by pid and time.
+_RUN_TAG = f"TESP_RUN={os.getpid()}.{time.time_ns()}"
 # Pulsar records a cancel as this file in the job directory (the parent of the working
 # directory the worker runs in) before it SIGKILLs the job's process tree, which it lists
 # once. An executor spawned between that listing and the worker's own SIGKILL would
 # outlive the job: so the worker looks for the record before and right after each spawn.
 PULSAR_CANCEL_RECORD = "cancelled"
-PULSAR_CANCELLED = "Pulsar is cancelling the job"
+PULSAR_CANCELLED = "Pulsar cancelled the job"
 # A cancel through TES: TESP writes this file into the working directory and gives the
 # worker time to stop its executor (TERM, then KILL after KILL_GRACE_SECONDS) and report,
 # with the interrupted executor's log, before it has Pulsar kill the job.
@@ -195,20 +197,24 @@ def _stat(pid: int) -> tuple[int, int, int] | None:
     return int(fields[1]), int(fields[2]), int(fields[19])
 
 
-def _family(pid: int) -> dict[int, tuple[int, int]]:
+def _family(pid: int, tag: bytes = b"") -> dict[int, tuple[int, int]]:
     """The processes of ``pid``'s group and all its descendants (those that left the group
-    with setsid included), ``pid`` itself excluded: ``{pid: (pgrp, starttime)}``. Read
-    from /proc, on a cancel path only."""
+    with setsid included), and with ``tag`` those whose environment holds it (a child that
+    double-forked away is no descendant any more), ``pid`` itself excluded:
+    ``{pid: (pgrp, starttime)}``. Read from /proc, on a cancel path only."""
     table = {}
+    tagged = set()
     for name in os.listdir("/proc"):
         if name.isdigit():
             stat = _stat(int(name))
             if stat is not None:
                 table[int(name)] = stat
+                if tag and _has_in_environ(name, tag):
+                    tagged.add(int(name))
     children: dict[int, list[int]] = {}
     for member, (ppid, _pgrp, _start) in table.items():
         children.setdefault(ppid, []).append(member)
-    found = {m for m, (_ppid, pgrp, _start) in table.items() if pgrp == pid}
+    found = {m for m, (_ppid, pgrp, _start) in table.items() if pgrp == pid} | tagged
     todo = [pid]
     while todo:
         for child in children.get(todo.pop(), []):
@@ -217,6 +223,14 @@ def _family(pid: int) -> dict[int, tuple[int, int]]:
                 todo.append(child)
     found.discard(pid)
     return {m: (table[m][1], table[m][2]) for m in found}
+
+
+def _has_in_environ(pid: str, tag: bytes) -> bool:
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as fh:
+            return tag in fh.read().split(b"\0")
+    except OSError:
+        return False  # gone, or another user's
 
 
 def _signal_family(family: dict[int, tuple[int, int]], sig: int, *, skip_group: int = 0) -> None:
@@ -313,6 +327,11 @@ class ExecutorRunner:
             default_cwd,
             self._fs,
         )
+        if self._spec.runtime.kind == "none":
+            # What the executor starts inherits it: a cancel finds those that left its
+            # process tree too (bwrap's and a container's pid namespace end them anyway).
+            name, _, value = _RUN_TAG.partition("=")
+            inv = Invocation(inv.argv, {**inv.env, name: value}, inv.cwd)
         if inv.cwd is not None:
             # Under `none` the workdir is a host directory; create it as an engine would.
             os.makedirs(inv.cwd, exist_ok=True)
@@ -436,7 +455,8 @@ class ExecutorRunner:
         pid = self._pid
         if pid is None:
             return
-        family = _family(pid)
+        tag = b"" if self._spec.runtime.kind != "none" else _RUN_TAG.encode()
+        family = _family(pid, tag)
         if self._spec.runtime.kind == "bwrap":
             # bwrap itself dies of a TERM (exit 143) while the command's own exit, after its
             # TERM handler, is lost: TERM the command's processes, and bwrap reports it.

@@ -129,3 +129,25 @@ def test_a_worker_that_does_not_answer_the_stop_is_killed_by_pulsar(tmp_path: Pa
         "canceled: Pulsar killed the job (its worker did not answer TESP's stop request in "
         "10 s); it left no executor log"
     ]
+
+
+def test_a_cancel_under_none_stops_a_child_that_double_forked_away(tmp_path: Path) -> None:
+    """`(setsid sleep &)`: the child's parent exits at once, so it is no descendant of the
+    executor any more; under `none` the worker finds it by the TESP_RUN mark it inherited."""
+    pulsar = PulsarServer(tmp_path / "pulsar").start()
+    server = remote_tesp(tmp_path, pulsar.url)
+    marker = f"{uuid.uuid4().int % 10**6 + 300}.5"
+    escaped = f"{uuid.uuid4().int % 10**6 + 300}.75"
+    try:
+        task = _cancel_when_sleeping(server, f"(setsid sleep {escaped} &); sleep {marker}", marker)
+        deadline = time.monotonic() + 10
+        while sleeping(escaped) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        left = sleeping(escaped)
+    finally:
+        for proc in sleeping(escaped):
+            proc.kill()
+        server.stop()
+        pulsar.stop()
+    assert task["state"] == "CANCELED", task
+    assert left == [], "the double-forked child outlived its task's cancel"
