@@ -507,7 +507,7 @@ class TaskDriving(ServiceState):
             return
         tracked.stop_pending = False
         if not (tracked.launched or tracked.progress_seen):
-            tracked.kill_note = "the job had not started"
+            tracked.kill_note = "it was not seen running yet when the cancel came"
             self._kill(task_id)
             return
         try:
@@ -564,11 +564,13 @@ class TaskDriving(ServiceState):
         if tracked.submitted:
             # When it came back is known only to within the back-off between two tries.
             least = tracked.unreachable_last - since
-            self._note(
-                tracked.task_id,
-                f"{now_rfc3339()} the backend answered again; it was unreachable for at least "
-                f"{least:.0f} s (TESP's tries back off up to 30 s apart)",
-            )
+            line = f"{now_rfc3339()} the backend answered again"
+            if least >= 1:
+                line += (
+                    f"; it was unreachable for at least {least:.0f} s (TESP's tries back off "
+                    "up to 30 s apart)"
+                )
+            self._note(tracked.task_id, line)
         return time.monotonic() - since
 
     def _backend_down_too_long(self, tracked: Tracked, reason: str) -> bool:

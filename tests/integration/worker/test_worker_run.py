@@ -513,7 +513,7 @@ def test_a_job_pulsar_is_cancelling_starts_no_further_executor(tmp_path: Path, p
     assert [(log["exit_code"], log["stdout"]) for log in result["executor_logs"]] == [
         (0, "first\n")
     ]
-    assert result["system_logs"] == ["canceled: Pulsar is cancelling the job"]
+    assert result["system_logs"] == ["canceled: Pulsar cancelled the job"]
     assert not marker.exists()
 
 
@@ -526,7 +526,7 @@ def test_a_job_cancelled_before_its_worker_started_runs_nothing(tmp_path: Path, 
     marker = tmp_path / "ran"
     result = job.run(job.spec([sh(f"touch {marker}")]))
     assert (result["state"], result["executor_logs"]) == ("CANCELED", [])
-    assert result["system_logs"] == ["canceled: Pulsar is cancelling the job"]
+    assert result["system_logs"] == ["canceled: Pulsar cancelled the job"]
     assert not marker.exists()
 
 
