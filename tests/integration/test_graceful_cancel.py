@@ -17,21 +17,25 @@ from tests.conftest import TERMINAL, TespProcess, remote_tesp, sleeping, wait_fo
 from tests.servers import PulsarServer
 
 
+@pytest.fixture
+def remote(tmp_path: Path) -> Iterator[TespProcess]:
+    """A ``tesp serve`` (runtime ``none``) driving its own Pulsar over HTTP."""
+    pulsar = PulsarServer(tmp_path / "pulsar").start()
+    served = remote_tesp(tmp_path, pulsar.url)
+    try:
+        yield served
+    finally:
+        served.stop()
+        pulsar.stop()
+
+
 @pytest.fixture(params=["embedded", "remote"])
-def server(
-    request: pytest.FixtureRequest, tesp_server: TespProcess, tmp_path: Path
-) -> Iterator[TespProcess]:
+def server(request: pytest.FixtureRequest, tesp_server: TespProcess) -> TespProcess:
     """The session's embedded-Pulsar server, or one driving a Pulsar over HTTP."""
     if request.param == "embedded":
-        yield tesp_server
-        return
-    pulsar = PulsarServer(tmp_path / "pulsar").start()
-    remote = remote_tesp(tmp_path, pulsar.url)
-    try:
-        yield remote
-    finally:
-        remote.stop()
-        pulsar.stop()
+        return tesp_server
+    served: TespProcess = request.getfixturevalue("remote")
+    return served
 
 
 def _cancel_when_sleeping(server: TespProcess, script: str, marker: str) -> dict[str, Any]:
@@ -94,11 +98,10 @@ def test_a_cancel_stops_what_the_executor_started_in_a_new_session(server: TespP
         time.sleep(0.1)
 
 
-def test_a_worker_that_does_not_answer_the_stop_is_killed_by_pulsar(tmp_path: Path) -> None:
+def test_a_worker_that_does_not_answer_the_stop_is_killed_by_pulsar(remote: TespProcess) -> None:
     """The worker is frozen (SIGSTOP): after 10 s TESP has Pulsar kill the job, and the
     task's system log says why it has no executor log."""
-    pulsar = PulsarServer(tmp_path / "pulsar").start()
-    server = remote_tesp(tmp_path, pulsar.url)
+    server = remote
     marker = f"{uuid.uuid4().int % 10**6 + 300}.5"
     try:
         body = {"executors": [{"image": "a", "command": ["sleep", marker]}]}
@@ -121,8 +124,6 @@ def test_a_worker_that_does_not_answer_the_stop_is_killed_by_pulsar(tmp_path: Pa
     finally:
         for proc in sleeping(marker):
             proc.kill()
-        server.stop()
-        pulsar.stop()
     assert task["state"] == "CANCELED", task
     assert task["logs"][0]["logs"] == []
     assert task["logs"][0]["system_logs"] == [
@@ -131,15 +132,13 @@ def test_a_worker_that_does_not_answer_the_stop_is_killed_by_pulsar(tmp_path: Pa
     ]
 
 
-def test_a_cancel_under_none_stops_a_child_that_double_forked_away(tmp_path: Path) -> None:
+def test_a_cancel_under_none_stops_a_child_that_double_forked_away(remote: TespProcess) -> None:
     """`(setsid sleep &)`: the child's parent exits at once, so it is no descendant of the
     executor any more; under `none` the worker finds it by the TESP_RUN mark it inherited."""
-    pulsar = PulsarServer(tmp_path / "pulsar").start()
-    server = remote_tesp(tmp_path, pulsar.url)
     marker = f"{uuid.uuid4().int % 10**6 + 300}.5"
     escaped = f"{uuid.uuid4().int % 10**6 + 300}.75"
     try:
-        task = _cancel_when_sleeping(server, f"(setsid sleep {escaped} &); sleep {marker}", marker)
+        task = _cancel_when_sleeping(remote, f"(setsid sleep {escaped} &); sleep {marker}", marker)
         deadline = time.monotonic() + 10
         while sleeping(escaped) and time.monotonic() < deadline:
             time.sleep(0.1)
@@ -147,7 +146,5 @@ def test_a_cancel_under_none_stops_a_child_that_double_forked_away(tmp_path: Pat
     finally:
         for proc in sleeping(escaped):
             proc.kill()
-        server.stop()
-        pulsar.stop()
     assert task["state"] == "CANCELED", task
     assert left == [], "the double-forked child outlived its task's cancel"
